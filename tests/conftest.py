@@ -13,4 +13,3 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("MINISD_PROFILE", "quick")
 os.environ.setdefault("MINISD_CACHE", tempfile.mkdtemp(prefix="minisd-test-cache-"))
-os.environ.setdefault("MPLBACKEND", "Agg")
