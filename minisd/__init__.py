@@ -1,1 +1,26 @@
-"""minisd"""
+"""minisd: a miniature Stable Diffusion, built from scratch one notebook chapter at a time.
+
+Hand-written (not exported from a notebook): the public names, gathered from the modules that
+the notebooks in chapters/ export. Each module names the notebook that wrote it at its top.
+"""
+
+__version__ = "0.1.0"
+
+from minisd.core import PROFILES, Profile, cache_dir, get_device, get_profile, image_grid, seed_everything
+from minisd.data import (
+    ATTRIBUTES,
+    COLOURS,
+    HELDOUT_PAIRS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    adherence,
+    attribute_ids,
+    caption_from_attributes,
+    images_to_tensor,
+    load_captioned,
+    load_captioned_shapes,
+    parse_caption,
+    read_attributes,
+    render,
+)

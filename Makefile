@@ -1,0 +1,36 @@
+# minisd: two commands on a fresh machine with Python 3.11+
+#   make test   create .venv if missing, install minisd with [dev,course], check export drift,
+#               run the unit tests and every notebook (quick profile, offline)
+#   make lab    the same set-up, then JupyterLab on chapters/
+# and, for maintainers:
+#   make export write minisd/ from the notebooks (nbdev), after editing an exported cell
+#   make lint   ruff on the package and the tests
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-minisd
+# Tests and notebooks never reach the network and run at the quick profile's size.
+TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.PHONY: setup test lab export lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "minisd needs Python 3.11 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[dev,course]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab chapters/
+
+export: $(STAMP)
+	$(VENV)/bin/nbdev-export
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check minisd tests
