@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../chapters/05_diffusion.ipynb #f6ea5872
+# %% ../chapters/05_diffusion.ipynb #3a9dd8f6
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 
@@ -74,7 +74,7 @@ def rescale_zero_terminal_snr(betas):
     alphas = torch.cat([abar[0:1], abar[1:] / abar[:-1]])  # undo the cumulative product
     return 1 - alphas
 
-# %% ../chapters/05_diffusion.ipynb #5d706aff
+# %% ../chapters/05_diffusion.ipynb #a965905b
 class FrozenDict(dict):
     "A read-only dict whose keys are also attributes: `scheduler.config.num_train_timesteps`."
 
@@ -158,7 +158,7 @@ def spaced_timesteps(timestep_spacing, num_train_timesteps, num_inference_steps,
     step_ratio = num_train_timesteps / num_inference_steps
     return np.round(np.arange(num_train_timesteps, 0, -step_ratio)).astype(np.int64) - 1
 
-# %% ../chapters/05_diffusion.ipynb #3369ee2f
+# %% ../chapters/05_diffusion.ipynb #7b74f2f7
 def _expand(coef, like):
     "Per-sample coefficients (B,) -> (B, 1, 1, ...) so they broadcast over `like`."
     coef = coef.flatten()
@@ -276,7 +276,7 @@ class SchedulerMixin:
             pred_original_sample = pred_original_sample.clamp(-r, r)
         return pred_original_sample, pred_epsilon
 
-# %% ../chapters/05_diffusion.ipynb #61ae3b76
+# %% ../chapters/05_diffusion.ipynb #6684e397
 class DDPMScheduler(SchedulerMixin):
     """Ho et al. (2020): ancestral sampling from the posterior q(x_{t-1} | x_t, x_0), x_0 predicted by the model.
 
