@@ -26,8 +26,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest
 
+# Extra JupyterLab options, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`; root (a container) needs --allow-root.
+LAB_ARGS ?=
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab $(ROOT_ARG) $(LAB_ARGS) chapters/
 
 export: $(STAMP)
 	$(VENV)/bin/nbdev-export
