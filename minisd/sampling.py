@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .diffusion import SchedulerMixin, check_choice, randn_tensor, register_to_config, spaced_timesteps
 
-# %% ../chapters/07_sampling_and_guidance.ipynb #852dcc31
+# %% ../chapters/07_sampling_and_guidance.ipynb #b9a8cd29
 class DDIMScheduler(SchedulerMixin):
     """Song et al. (2021), DDIM: the same trained model, a non-Markovian reverse process that may skip steps.
 
@@ -80,7 +80,7 @@ class DDIMScheduler(SchedulerMixin):
             prev_sample = prev_sample + std_dev_t * variance_noise
         return prev_sample
 
-# %% ../chapters/07_sampling_and_guidance.ipynb #0de53f58
+# %% ../chapters/07_sampling_and_guidance.ipynb #55251d47
 class DPMSolverMultistepScheduler(SchedulerMixin):
     """DPM-Solver++ (Lu et al. 2022b), multistep: SD's favourite fast sampler ("DPM++ 2M"), as in diffusers.
 
@@ -244,7 +244,7 @@ class DPMSolverMultistepScheduler(SchedulerMixin):
         self.step_index += 1
         return prev_sample.to(model_output.dtype)
 
-# %% ../chapters/07_sampling_and_guidance.ipynb #5440628a
+# %% ../chapters/07_sampling_and_guidance.ipynb #c534efe7
 def classifier_free_guidance(noise_pred_uncond, noise_pred_text, guidance_scale):
     """Ho & Salimans (2022): eps_hat = eps(x_t, empty) + w * (eps(x_t, y) - eps(x_t, empty)).
 
