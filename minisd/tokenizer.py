@@ -229,8 +229,8 @@ class CLIPTokenizer:
         n_special = 2 if add_special_tokens else 0
         if truncation and len(ids) + n_special > max_length:
             if not self._warned:
-                warnings.warn(f"a text of {len(ids) + n_special} tokens was truncated to max_length={max_length} "
-                              "; later truncations by this tokenizer are not reported", stacklevel=2)
+                warnings.warn(f"a text of {len(ids) + n_special} tokens was truncated to max_length={max_length}; "
+                              "later truncations by this tokenizer are not reported", stacklevel=2)
                 self._warned = True
             ids = ids[: max_length - n_special]
         return [self.bos_token_id, *ids, self.eos_token_id] if add_special_tokens else ids
