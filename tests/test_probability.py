@@ -39,7 +39,7 @@ def test_bayes_matches_direct_conditional():
 def test_gaussian_log_prob_and_kl_match_torch_distributions():
     g = torch.Generator().manual_seed(0)
     x, m1, l1, m2, l2 = (torch.randn(6, 2, 3, generator=g) for _ in range(5))
-    N = lambda m, l: torch.distributions.Normal(m, torch.exp(0.5 * l))  # noqa: E731
+    N = lambda m, lv: torch.distributions.Normal(m, torch.exp(0.5 * lv))  # noqa: E731
     torch.testing.assert_close(gaussian_log_prob(x, m1, l1), N(m1, l1).log_prob(x).sum((1, 2)))
     torch.testing.assert_close(gaussian_log_prob(x, m1, l1, dims=()), N(m1, l1).log_prob(x))
     kl = torch.distributions.kl_divergence(N(m1, l1), N(m2, l2)).sum((1, 2))
