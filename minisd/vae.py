@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-# %% ../chapters/02_vae.ipynb #a5e6bd2e
+# %% ../chapters/02_vae.ipynb #ad1e61e9
 ACTIVATIONS = {"swish": nn.SiLU, "silu": nn.SiLU, "mish": nn.Mish, "gelu": nn.GELU, "relu": nn.ReLU}
 
 
@@ -83,7 +83,7 @@ class ResnetBlock2D(nn.Module):
         x = self.conv_shortcut(input_tensor) if self.conv_shortcut is not None else input_tensor
         return (x + h) / self.output_scale_factor
 
-# %% ../chapters/02_vae.ipynb #b506350d
+# %% ../chapters/02_vae.ipynb #93bc116d
 class Downsample2D(nn.Module):
     """Halve the resolution: a 3x3 convolution with stride 2 (or a 2x2 average pool if `use_conv=False`).
 
@@ -135,7 +135,7 @@ class Upsample2D(nn.Module):
             hidden_states = F.interpolate(hidden_states, size=output_size, mode="nearest")
         return self.conv(hidden_states) if self.conv is not None else hidden_states
 
-# %% ../chapters/02_vae.ipynb #9463df19
+# %% ../chapters/02_vae.ipynb #3903ff40
 class AttentionBlock(nn.Module):
     """Single-head self-attention over the pixels of a feature map, with a residual connection.
 
@@ -191,7 +191,7 @@ class UNetMidBlock2D(nn.Module):
             hidden_states = resnet(hidden_states, temb)
         return hidden_states
 
-# %% ../chapters/02_vae.ipynb #28b71ee0
+# %% ../chapters/02_vae.ipynb #d7349f35
 class DownEncoderBlock2D(nn.Module):
     "`num_layers` ResNet blocks (no time input), then an optional stride-2 `Downsample2D` (LDM padding)."
 
@@ -301,7 +301,7 @@ class Decoder(nn.Module):
             sample = block(sample)  # -> (B, C0, H, W)
         return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # -> (B, 3, H, W)
 
-# %% ../chapters/02_vae.ipynb #93bc116d
+# %% ../chapters/02_vae.ipynb #92076e1f
 class DiagonalGaussianDistribution:
     """q(z | x) = N(mean, diag(exp(logvar))), from the encoder's `2 * latent_channels` output maps.
 
@@ -355,7 +355,7 @@ class DiagonalGaussianDistribution:
         return 0.5 * torch.sum(torch.log(torch.tensor(2 * torch.pi)) + self.logvar
                                + (sample - self.mean) ** 2 / self.var, dim=list(dims))
 
-# %% ../chapters/02_vae.ipynb #e3c7c793
+# %% ../chapters/02_vae.ipynb #5c2235dc
 class Config(dict):
     "A dict whose keys read as attributes too, like diffusers' `model.config.scaling_factor`."
 
@@ -449,7 +449,7 @@ def _new_attention_key(key):
         key = key.replace(old, new)
     return key
 
-# %% ../chapters/02_vae.ipynb #3903ff40
+# %% ../chapters/02_vae.ipynb #243cf9f0
 def vae_loss(model, x, kl_weight=1e-6, generator=None):
     """The (beta-)VAE loss on a batch x in [-1, 1]: sum of squared errors + kl_weight * KL, per image.
 
