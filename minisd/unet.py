@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from .attention import Attention
 from .vae import CONFIG_NAME, WEIGHTS_NAME, Config, Downsample2D, ResnetBlock2D, Upsample2D, get_activation
 
-# %% ../chapters/06_unet.ipynb #3a333cb4
+# %% ../chapters/06_unet.ipynb #6b596415
 def get_timestep_embedding(timesteps, embedding_dim, flip_sin_to_cos=False, downscale_freq_shift=1.0,
                            scale=1.0, max_period=10_000):
     """Sinusoidal embedding of (possibly fractional) timesteps, as in DDPM and the Transformer.
@@ -58,7 +58,7 @@ class Timesteps(nn.Module):
         return get_timestep_embedding(timesteps, self.num_channels, self.flip_sin_to_cos,
                                       self.downscale_freq_shift, self.scale)
 
-# %% ../chapters/06_unet.ipynb #6636699e
+# %% ../chapters/06_unet.ipynb #9f3d0fb2
 class TimestepEmbedding(nn.Module):
     """The learned part of the time embedding: linear_2(act(linear_1(x))).
 
@@ -75,7 +75,7 @@ class TimestepEmbedding(nn.Module):
     def forward(self, sample):
         return self.linear_2(self.act(self.linear_1(sample)))
 
-# %% ../chapters/06_unet.ipynb #138e7bec
+# %% ../chapters/06_unet.ipynb #816f5649
 class GEGLU(nn.Module):
     """Gated GELU (Shazeer 2020, "GLU variants improve Transformer"): h, g = proj(x).chunk(2); h * gelu(g).
 
@@ -107,7 +107,7 @@ class FeedForward(nn.Module):
             hidden_states = module(hidden_states)
         return hidden_states
 
-# %% ../chapters/06_unet.ipynb #7f6875d9
+# %% ../chapters/06_unet.ipynb #6b50eb2a
 class BasicTransformerBlock(nn.Module):
     """Pre-norm transformer block over the pixels of a feature map, with cross-attention to the text.
 
@@ -136,7 +136,7 @@ class BasicTransformerBlock(nn.Module):
                                                        attention_mask=encoder_attention_mask)
         return hidden_states + self.ff(self.norm3(hidden_states))
 
-# %% ../chapters/06_unet.ipynb #fe1b784a
+# %% ../chapters/06_unet.ipynb #f49fc076
 class Transformer2DModel(nn.Module):
     """Transformer blocks on a feature map: GroupNorm, project in, blocks over the H*W tokens, project out, + input.
 
@@ -180,7 +180,7 @@ class Transformer2DModel(nn.Module):
             hidden_states = self.proj_out(hidden_states)
         return hidden_states + residual
 
-# %% ../chapters/06_unet.ipynb #f33e3cb2
+# %% ../chapters/06_unet.ipynb #06f21d15
 def _resnet(in_channels, out_channels, temb_channels, groups, eps, act_fn, dropout, scale=1.0):
     return ResnetBlock2D(in_channels=in_channels, out_channels=out_channels, temb_channels=temb_channels, eps=eps,
                          groups=groups, dropout=dropout, non_linearity=act_fn, output_scale_factor=scale)
@@ -237,7 +237,7 @@ class CrossAttnDownBlock2D(DownBlock2D):
             _transformer(out_channels, num_attention_heads, transformer_layers_per_block, cross_attention_dim,
                          resnet_groups, use_linear_projection, upcast_attention) for _ in range(num_layers))
 
-# %% ../chapters/06_unet.ipynb #48a90189
+# %% ../chapters/06_unet.ipynb #109aeabe
 class UNetMidBlock2DCrossAttn(nn.Module):
     "At the lowest resolution: resnet, then (transformer, resnet) x num_layers. Shapes are unchanged."
 
@@ -258,7 +258,7 @@ class UNetMidBlock2DCrossAttn(nn.Module):
             hidden_states = resnet(attn(hidden_states, encoder_hidden_states, encoder_attention_mask), temb)
         return hidden_states
 
-# %% ../chapters/06_unet.ipynb #25562d12
+# %% ../chapters/06_unet.ipynb #97397fd1
 class UpBlock2D(nn.Module):
     """`num_layers` ResNet blocks, each fed [input, one skip] concatenated on channels, then 2x upsampling.
 
@@ -303,7 +303,7 @@ class CrossAttnUpBlock2D(UpBlock2D):
             _transformer(out_channels, num_attention_heads, transformer_layers_per_block, cross_attention_dim,
                          resnet_groups, use_linear_projection, upcast_attention) for _ in range(num_layers))
 
-# %% ../chapters/06_unet.ipynb #364f2d75
+# %% ../chapters/06_unet.ipynb #59bc1165
 DOWN_BLOCKS = {"CrossAttnDownBlock2D": CrossAttnDownBlock2D, "DownBlock2D": DownBlock2D}
 UP_BLOCKS = {"CrossAttnUpBlock2D": CrossAttnUpBlock2D, "UpBlock2D": UpBlock2D}
 MID_BLOCKS = ("UNetMidBlock2DCrossAttn", None)
@@ -331,7 +331,7 @@ def _per_block(name, value, n):
         return list(value)
     return [value] * n
 
-# %% ../chapters/06_unet.ipynb #d40f6209
+# %% ../chapters/06_unet.ipynb #fa59d154
 class UNet2DConditionModel(nn.Module):
     """Stable Diffusion's noise predictor eps_theta(x_t, t, text), with diffusers' config and state-dict keys.
 
