@@ -1,4 +1,6 @@
 # minisd: two commands on a fresh machine with Python 3.11+
+#   make demo   the main job: create .venv if missing, train all three stages for the profile,
+#               sample and evaluate (outputs/: checkpoint, samples.png, denoising.gif, report.json, sweep.png)
 #   make test   create .venv if missing, install minisd with [dev,course], check export drift,
 #               run the unit tests and every notebook (quick profile, offline)
 #   make lab    the same set-up, then JupyterLab on chapters/
@@ -13,7 +15,7 @@ STAMP  := $(VENV)/.installed-minisd
 # Tests and notebooks never reach the network and run at the quick profile's size.
 TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup test lab export lint
+.PHONY: setup demo test lab export lint
 
 setup: $(STAMP)
 
@@ -22,6 +24,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[dev,course]"
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m minisd demo
 
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest

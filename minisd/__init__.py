@@ -24,3 +24,10 @@ from minisd.data import (
     read_attributes,
     render,
 )
+from minisd.diffusion import DDPMScheduler
+from minisd.pipeline import StableDiffusionPipeline
+from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler
+from minisd.text_encoder import CLIPTextModel
+from minisd.tokenizer import CLIPTokenizer
+from minisd.unet import UNet2DConditionModel
+from minisd.vae import AutoencoderKL

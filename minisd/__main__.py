@@ -1,0 +1,156 @@
+"""The command line: `python -m minisd {train,sample,eval,demo} --help`.
+
+Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b) and
+`minisd.pipeline` (chapter 08a). Bad arguments and unreadable checkpoints end with one line on
+stderr and exit status 2; set MINISD_DEBUG=1 to see the full traceback instead.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _profile(text):
+    from minisd.core import PROFILE_NAMES
+
+    if text not in PROFILE_NAMES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(PROFILE_NAMES)}, got {text!r}")
+    return text
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
+                                     "Stable Diffusion, on the embedded captioned shapes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo}")
+    profile_help = "quick, cpu or gpu (default: MINISD_PROFILE, else gpu with CUDA, else cpu)"
+
+    p = sub.add_parser("train", help="train the VAE, the text encoder and the UNet (or one stage)",
+                       description="Train into a diffusers-layout pipeline folder. Stages: vae, text (mini CLIP), "
+                                   "unet (needs the other two in --out), or all.")
+    p.add_argument("--stage", choices=("vae", "text", "unet", "all"), default="all", help="which stage (default: all)")
+    p.add_argument("--profile", type=_profile, help=profile_help)
+    p.add_argument("--out", type=Path, default=Path("outputs/checkpoint"), help="checkpoint folder (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep finished stages and continue the UNet from its last checkpoint")
+
+    p = sub.add_parser("sample", help="generate a captioned grid of images from prompts",
+                       description="Sample images from a trained checkpoint and save them as a PNG grid.")
+    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"), help="pipeline folder (default: %(default)s)")
+    p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0, help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    p.add_argument("--height", type=_positive_int, help="image height in pixels, a multiple of the VAE's factor")
+    p.add_argument("--width", type=_positive_int, help="image width in pixels, a multiple of the VAE's factor")
+    p.add_argument("--out", type=Path, default=Path("outputs/sample.png"), help="PNG grid to write (default: %(default)s)")
+
+    p = sub.add_parser("eval", help="measure prompt adherence on test and held-out prompts",
+                       description="Generate images for test-split and held-out prompts and score them with "
+                                   "minisd.data.adherence; write a JSON report.")
+    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"), help="pipeline folder (default: %(default)s)")
+    p.add_argument("--report", type=Path, default=Path("outputs/eval.json"), help="JSON report to write (default: %(default)s)")
+    p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the test data")
+    p.add_argument("--prompts", type=_positive_int, default=96, help="prompts per split (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+    p = sub.add_parser("demo", help="the main job: train all stages, then sample, evaluate and sweep",
+                       description="Train all three stages for the profile, then write samples.png, denoising.gif, "
+                                   "report.json and sweep.png next to the checkpoint folder.")
+    p.add_argument("--profile", type=_profile, help=profile_help)
+    p.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo from its checkpoints")
+    return parser
+
+
+def load_pipeline(folder, scheduler=None):
+    "A trained pipeline, or a one-line error naming the folder and what is wrong with it."
+    from minisd.pipeline import StableDiffusionPipeline
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"no checkpoint at {folder} (model_index.json missing): train one first "
+                                f"with `python -m minisd train --out {folder}`")
+    try:
+        return StableDiffusionPipeline.from_pretrained(folder, scheduler=scheduler)
+    except Exception as e:  # corrupt or incomplete files: say which folder, keep the cause
+        raise ValueError(f"checkpoint {folder} could not be read ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+
+
+def run(args):
+    import torch
+
+    from minisd import train
+    from minisd.core import get_profile, image_grid
+
+    if args.command == "train":
+        stages = train.STAGES if args.stage == "all" else (args.stage,)
+        _, report = train.train(train.config_for(args.profile), args.out, stages=stages, resume=args.resume)
+        print(f"trained {', '.join(stages)} into {args.out}")
+        print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+    elif args.command == "sample":
+        pipe = load_pipeline(args.checkpoint, args.scheduler)
+        generator = torch.Generator().manual_seed(args.seed)
+        images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator,
+                      height=args.height, width=args.width)
+        image_grid(images, captions=args.prompt, path=args.out, show=False)
+        print(f"wrote {len(args.prompt)} image(s) to {args.out}")
+    elif args.command == "eval":
+        from minisd.data import load_captioned_shapes
+
+        pipe = load_pipeline(args.checkpoint)
+        splits = load_captioned_shapes(get_profile(args.profile))
+        report = train.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed, args.scheduler)
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+    elif args.command == "demo":
+        report = train.demo(args.out, profile=args.profile, resume=args.resume)
+        ev = report["eval"]
+        print(f"done in {report['total_seconds']:.0f} s; adherence (all attributes) test {ev['test']['all']:.1%}, "
+              f"held-out {ev['heldout']['all']:.1%}; see {args.out}/")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("minisd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("MINISD_DEBUG"):
+            raise
+        print(f"minisd {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""StableDiffusionPipeline: round trips with diffusers' pipeline, in both directions, offline.
+
+Tiny random components; the tokenizer is trained by minisd on a few captions and written as CLIP's
+vocab.json + merges.txt, which transformers' CLIPTokenizer reads.
+"""
+
+import json
+
+import pytest
+import torch
+
+import minisd.pipeline as P
+from minisd.sampling import DDIMScheduler
+from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
+from minisd.tokenizer import CLIPTokenizer
+from minisd.unet import UNet2DConditionModel
+from minisd.vae import AutoencoderKL
+
+diffusers = pytest.importorskip("diffusers")
+transformers = pytest.importorskip("transformers")
+
+CAPTIONS = ["a large red circle in the top left", "a small cyan triangle at the bottom right",
+            "a white square in the center", "there is a small blue square in the top right"]
+PROMPTS = ["a red circle in the top left", "a small green triangle at the bottom left"]
+VAE = dict(block_out_channels=[8, 16], norm_num_groups=4, latent_channels=4, sample_size=16,
+           down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+           scaling_factor=0.5)
+UNET = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=[8, 16], layers_per_block=1,
+            norm_num_groups=4, cross_attention_dim=16, attention_head_dim=2,
+            down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
+SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                    set_alpha_to_one=False, steps_offset=1)
+
+
+def _perturb(model, seed):
+    "Random weights everywhere (fresh inits leave some zero), so every path matters."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model.eval()
+
+
+def minisd_pipeline(seed=0):
+    torch.manual_seed(seed)
+    tok = CLIPTokenizer.train(CAPTIONS * 5, num_merges=40)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id))
+    return P.StableDiffusionPipeline(_perturb(AutoencoderKL(**VAE), seed + 1), _perturb(te, seed + 2), tok,
+                                     _perturb(UNet2DConditionModel(**UNET), seed + 3), DDIMScheduler(**SD_SCHEDULER))
+
+
+def diffusers_images(pipe, latents, guidance_scale=7.5, steps=4, negative_prompt=None):
+    out = pipe(PROMPTS, num_inference_steps=steps, guidance_scale=guidance_scale, latents=latents.clone(),
+               negative_prompt=negative_prompt, output_type="pt")
+    return out.images
+
+
+def test_minisd_pipeline_loads_in_diffusers_and_agrees(tmp_path):
+    ours = minisd_pipeline()
+    ours.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"] and index["scheduler"][1] == "DDIMScheduler"
+    theirs = diffusers.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe", safety_checker=None)
+    theirs.set_progress_bar_config(disable=True)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    for scale, negative in ((7.5, None), (1.0, None), (3.0, ["a blue circle", "a white square"])):
+        a = ours(PROMPTS, num_inference_steps=4, guidance_scale=scale, latents=latents.clone(),
+                 negative_prompt=negative, progress=False)
+        b = diffusers_images(theirs, latents, scale, negative_prompt=negative)
+        assert a.shape == b.shape == (2, 3, 16, 16)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_diffusers_pipeline_loads_in_minisd_and_agrees(tmp_path):
+    src = minisd_pipeline(seed=10)
+    src.tokenizer.save_pretrained(tmp_path / "tok")  # the local vocab/merges files diffusers' tokenizer reads
+    d = diffusers
+    te = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=len(src.tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        bos_token_id=src.tokenizer.bos_token_id, eos_token_id=src.tokenizer.eos_token_id,
+        pad_token_id=src.tokenizer.pad_token_id))
+    theirs = d.StableDiffusionPipeline(
+        vae=_perturb(d.AutoencoderKL(**VAE), 11), text_encoder=_perturb(te, 12),
+        tokenizer=transformers.CLIPTokenizer.from_pretrained(tmp_path / "tok"),
+        unet=_perturb(d.UNet2DConditionModel(**UNET), 13), scheduler=d.DDIMScheduler(**SD_SCHEDULER),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    theirs.set_progress_bar_config(disable=True)
+    theirs.save_pretrained(tmp_path / "pipe", safe_serialization=True)
+    ours = P.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    assert isinstance(ours.scheduler, DDIMScheduler)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    a = ours(PROMPTS, num_inference_steps=4, guidance_scale=7.5, latents=latents.clone(), progress=False)
+    torch.testing.assert_close(a, diffusers_images(theirs, latents), atol=1e-4, rtol=0)
+
+
+def test_schedulers_swap_and_sample():
+    pipe = minisd_pipeline()
+    g = torch.Generator().manual_seed(0)
+    steps = []
+    for name in ("ddpm", "ddim", "dpm++"):
+        pipe.scheduler = P.get_scheduler(name, pipe.scheduler.config)
+        images = pipe(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=g, progress=False,
+                      callback=lambda i, t, z: steps.append(i))
+        assert images.shape == (2, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert steps == [0, 1, 2] * 3
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        P.get_scheduler("euler", pipe.scheduler.config)
+
+
+def test_bad_arguments_name_themselves():
+    pipe = minisd_pipeline()
+    with pytest.raises(ValueError, match="height must be divisible by the VAE's factor 2"):
+        pipe("a red circle", height=15, progress=False)
+    with pytest.raises(ValueError, match="num_inference_steps must be an int >= 1"):
+        pipe("a red circle", num_inference_steps=0, progress=False)
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        pipe("a red circle", guidance_scale=-1, progress=False)
+    with pytest.raises(ValueError, match="latents must have shape"):
+        pipe("a red circle", latents=torch.zeros(1, 4, 4, 4), progress=False)
+    with pytest.raises(FileNotFoundError, match="no model_index.json"):
+        P.StableDiffusionPipeline.from_pretrained("/nonexistent")
