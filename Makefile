@@ -12,8 +12,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-minisd
-# Tests and notebooks never reach the network and run at the quick profile's size.
-TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+# Tests and notebooks never reach the network and run at the quick profile's size; passive OpenMP
+# threads keep PyTorch from collapsing when a shared machine has more jobs than cores.
+TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: setup demo test lab export lint
 
