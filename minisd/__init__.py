@@ -24,10 +24,13 @@ from minisd.data import (
     read_attributes,
     render,
 )
+# the components, under Stable Diffusion's own names (diffusers / transformers)
+from minisd.attention import Attention
+from minisd.cvae import ConditionalVAE
 from minisd.diffusion import DDPMScheduler
 from minisd.pipeline import StableDiffusionPipeline
-from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler
-from minisd.text_encoder import CLIPTextModel
+from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance
+from minisd.text_encoder import CLIPTextConfig, CLIPTextModel, MiniCLIP, train_mini_clip
 from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel
-from minisd.vae import AutoencoderKL
+from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution

@@ -151,7 +151,7 @@ def test_train_mini_clip_runs_caches_and_reloads():
     from minisd.data import attribute_ids, images_to_tensor, load_captioned_shapes
 
     first = train_mini_clip("quick", steps=3, batch_size=16, progress=False, device=torch.device("cpu"))
-    assert len(first.losses) == 3 and all(l == l for l in first.losses)  # finite, not nan
+    assert len(first.losses) == 3 and all(loss == loss for loss in first.losses)  # finite, not nan
     ids = first.tokenizer(["a large red circle in the top left"])
     assert ids.shape == (1, 77)
     states = first.text_model(ids)
