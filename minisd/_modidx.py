@@ -63,8 +63,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'minisd/diffusion.py'),
                                   'minisd.diffusion.DDPMScheduler.step': ('diffusion.html#ddpmscheduler.step', 'minisd/diffusion.py'),
                                   'minisd.diffusion.FrozenDict': ('diffusion.html#frozendict', 'minisd/diffusion.py'),
-                                  'minisd.diffusion.FrozenDict.__getattr__': ( 'diffusion.html#frozendict.__getattr__',
-                                                                               'minisd/diffusion.py'),
                                   'minisd.diffusion.FrozenDict.__reduce__': ('diffusion.html#frozendict.__reduce__', 'minisd/diffusion.py'),
                                   'minisd.diffusion.FrozenDict._frozen': ('diffusion.html#frozendict._frozen', 'minisd/diffusion.py'),
                                   'minisd.diffusion.SchedulerMixin': ('diffusion.html#schedulermixin', 'minisd/diffusion.py'),

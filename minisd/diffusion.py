@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .vae import Config  # chapter 02: a dict whose keys read as attributes
+
+
 # %% ../chapters/05_diffusion.ipynb #3a9dd8f6
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
@@ -75,14 +78,8 @@ def rescale_zero_terminal_snr(betas):
     return 1 - alphas
 
 # %% ../chapters/05_diffusion.ipynb #a965905b
-class FrozenDict(dict):
-    "A read-only dict whose keys are also attributes: `scheduler.config.num_train_timesteps`."
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+class FrozenDict(Config):
+    "A read-only `Config` (chapter 02's attribute dict): `scheduler.config.num_train_timesteps`."
 
     def _frozen(self, *args, **kwargs):
         raise TypeError("a scheduler's config is frozen; make a new one with `Cls.from_config(config, key=value)`")
