@@ -137,7 +137,7 @@ class DPMSolverMultistepScheduler(SchedulerMixin):
         else:
             timesteps = np.arange(last_timestep, 0, -T / num_inference_steps).round() - 1
         timesteps = timesteps.copy().astype(np.int64)
-        sigmas = np.array(((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5)
+        sigmas = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
         sigmas = np.interp(timesteps, np.arange(0, len(sigmas)), sigmas)
         abar_0 = self.alphas_cumprod[0]
         sigma_last = 0 if cfg.final_sigmas_type == "zero" else ((1 - abar_0) / abar_0) ** 0.5
