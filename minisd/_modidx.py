@@ -15,7 +15,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'minisd.core': { 'minisd.core.Profile': ('welcome.html#profile', 'minisd/core.py'),
                              'minisd.core.Profile.pick': ('welcome.html#profile.pick', 'minisd/core.py'),
                              'minisd.core._mps_available': ('welcome.html#_mps_available', 'minisd/core.py'),
-                             'minisd.core._wrap': ('welcome.html#_wrap', 'minisd/core.py'),
                              'minisd.core.cache_dir': ('welcome.html#cache_dir', 'minisd/core.py'),
                              'minisd.core.get_device': ('welcome.html#get_device', 'minisd/core.py'),
                              'minisd.core.get_profile': ('welcome.html#get_profile', 'minisd/core.py'),

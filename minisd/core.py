@@ -9,6 +9,7 @@ __all__ = ['PROFILE_NAMES', 'PROFILES', 'DEVICE_TYPES', 'Profile', 'get_profile'
 # %% ../chapters/00a_welcome.ipynb #467b57b1
 import os
 import random
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,9 @@ PROFILES = {
 
 
 def get_profile(name=None):
-    """The active `Profile`: `name` if given, else `MINISD_PROFILE`, else `gpu` with CUDA, else `cpu`."""
+    """The active `Profile`: `name` (a name or a `Profile`) if given, else `MINISD_PROFILE`, else `gpu` with CUDA, else `cpu`."""
+    if isinstance(name, Profile):
+        return name
     name = name or os.environ.get("MINISD_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     name = name.strip().lower()
     if name not in PROFILES:
@@ -139,7 +142,7 @@ def image_grid(images, captions=None, nrow=None, path=None, title=None, scale=1.
         if i < n:
             ax.imshow(x[i], interpolation="nearest")
             if captions is not None:
-                ax.set_title(_wrap(str(captions[i]), 22), fontsize=7.5)
+                ax.set_title(textwrap.fill(str(captions[i]), 22, break_long_words=False, break_on_hyphens=False), fontsize=7.5)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -151,15 +154,3 @@ def image_grid(images, captions=None, nrow=None, path=None, title=None, scale=1.
     else:
         plt.close(fig)
     return fig
-
-
-def _wrap(text, width):
-    "Break a caption into lines of at most `width` characters, at spaces."
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return "\n".join(lines + [line])

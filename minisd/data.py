@@ -208,7 +208,7 @@ def load_captioned_shapes(profile=None, seed=0):
     """
     from datasets import load_from_disk
 
-    p = profile if hasattr(profile, "image_size") else get_profile(profile)
+    p = get_profile(profile)
     name = f"captioned_shapes_v{DATA_VERSION}_{p.image_size}px_{p.n_train}-{p.n_test}-{p.n_heldout}_seed{seed}"
     path = cache_dir() / name
     if not (path / "dataset_dict.json").exists():
@@ -226,8 +226,7 @@ def images_to_tensor(split, image_size=None):
     images = split["image"]
     if image_size is not None:
         images = [_square(im, image_size) for im in images]
-    x = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (N, H, W, 3) uint8
-    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(to_numpy_images(images)).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
 
 
 def _square(image, size):

@@ -252,7 +252,7 @@ def clip_loss(logits, caption_ids):
 # %% ../chapters/04c_text_encoder.ipynb #1b456228
 def mini_clip_config(profile=None):
     "Sizes of the mini CLIP and its training for a profile (quick / cpu / gpu)."
-    p = get_profile(profile) if not hasattr(profile, "pick") else profile
+    p = get_profile(profile)
     return dict(hidden_size=p.pick(quick=32, cpu=64, gpu=128), num_hidden_layers=p.pick(quick=2, cpu=2, gpu=4),
                 num_attention_heads=p.pick(quick=2, cpu=4, gpu=4), channels=p.pick(quick=(16, 32, 32), cpu=(16, 32, 64), gpu=(32, 64, 128, 128)),
                 projection_dim=p.pick(quick=32, cpu=64, gpu=128), steps=p.pick(quick=40, cpu=600, gpu=3000),
@@ -273,18 +273,17 @@ def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True,
     """
     from minisd.data import images_to_tensor, load_captioned_shapes, parse_caption  # chapter 00b
 
-    p = get_profile(profile) if not hasattr(profile, "pick") else profile
+    p = get_profile(profile)
     cfg = {**mini_clip_config(p), **overrides}
     device = device or get_device()
     key = f"mini_clip-{p.name}-seed{seed}-" + "-".join(f"{v}" for v in cfg.values()).replace(" ", "")
     folder = cache_dir() / "mini_clip" / key.replace("(", "").replace(")", "").replace(",", "_")
-    ds = None
-    if not (cache and dataset is None and (folder / "clip.safetensors").exists()):
-        ds = dataset if dataset is not None else load_captioned_shapes(p)
-    if ds is None:
+    cached = cache and dataset is None and (folder / "clip.safetensors").exists()
+    if cached:
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
         losses = json.loads((folder / "losses.json").read_text())
     else:
+        ds = dataset if dataset is not None else load_captioned_shapes(p)
         tokenizer = CLIPTokenizer.train(ds["train"]["caption"], num_merges=cfg["num_merges"])
     text_config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cfg["hidden_size"],
                                  intermediate_size=4 * cfg["hidden_size"], projection_dim=cfg["projection_dim"],
@@ -293,7 +292,7 @@ def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True,
                                  pad_token_id=tokenizer.pad_token_id)
     seed_everything(seed)
     clip = MiniCLIP(text_config, p.image_size, cfg["channels"], cfg["projection_dim"])
-    if ds is None:
+    if cached:
         clip.load_state_dict(load_file(folder / "clip.safetensors"))
         return MiniCLIPResult(clip.text_model.eval(), tokenizer, clip.eval(), losses)
     clip.to(device).train()

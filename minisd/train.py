@@ -69,7 +69,7 @@ class TrainConfig:
 
 def config_for(profile=None, **overrides):
     "The `TrainConfig` for a profile (quick / cpu / gpu), with any field overridden."
-    p = get_profile(profile) if not hasattr(profile, "pick") else profile
+    p = get_profile(profile)
     levels = p.pick(quick=2, cpu=2, gpu=3)  # UNet resolutions: 8x8 and 4x4 (cpu), 16, 8 and 4 (gpu)
     cfg = TrainConfig(
         profile=p.name,

@@ -38,6 +38,7 @@ def test_profile_sizes_and_pick():
     assert core.PROFILES["gpu"].image_size == 64
     assert core.get_profile("cpu").pick(quick=1, cpu=2, gpu=3) == 2
     assert core.get_profile("gpu").pick(quick=1, cpu=2, gpu=3) == 3
+    assert core.get_profile(core.PROFILES["gpu"]) is core.PROFILES["gpu"]  # a Profile passes through
 
 
 def test_device_order_and_override(monkeypatch):
