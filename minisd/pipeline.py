@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .diffusion import DDPMScheduler, randn_tensor
-from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance
+from .diffusion import DDPMScheduler
+from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, denoise
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
 from .unet import UNet2DConditionModel
@@ -97,31 +96,24 @@ def _pipeline_call(self, prompts, num_inference_steps=50, guidance_scale=7.5, ge
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0; got {guidance_scale}")
     guided = guidance_scale > 1.0
-    states = self.encode_prompt(prompts)  # (N, 77, d)
+    states, uncond = self.encode_prompt(prompts), None  # (N, 77, d)
     if guided:
         negative = negative_prompt if negative_prompt is not None else ""
         negative = [negative] * len(prompts) if isinstance(negative, str) else list(negative)
         if len(negative) != len(prompts):
             raise ValueError(f"negative_prompt has {len(negative)} entries for {len(prompts)} prompts")
-        states = torch.cat([self.encode_prompt(negative), states])  # (2N, 77, d): unconditional first
+        uncond = self.encode_prompt(negative)  # (N, 77, d)
     shape = (len(prompts), self.unet.config.in_channels, height // f, width // f)
-    if latents is None:
-        latents = randn_tensor(shape, generator, self.device, self.unet.dtype)
-    elif tuple(latents.shape) != shape:
-        raise ValueError(f"latents must have shape {shape}; got {tuple(latents.shape)}")
-    latents = latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
-    step_kwargs = {"generator": generator}
+    if latents is not None:
+        if tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}; got {tuple(latents.shape)}")
+        latents = latents.to(self.device, self.unet.dtype)
+    step_kwargs = {}
     if eta is not None and "eta" in inspect.signature(self.scheduler.step).parameters:
         step_kwargs["eta"] = eta
-    self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-    for i, t in enumerate(tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
-        model_input = self.scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
-        eps = self.unet(model_input, t, states)  # (2N or N, 4, h, w)
-        if guided:
-            eps = classifier_free_guidance(*eps.chunk(2), guidance_scale)
-        latents = self.scheduler.step(eps, t, latents, **step_kwargs)
-        if callback is not None:
-            callback(i, t, latents)
+    # chapter 07's loop: noise, then scheduler steps, with the guided batch of 2N when w > 1
+    latents = denoise(self.unet, self.scheduler, shape, states, uncond, guidance_scale if guided else 1.0,
+                      num_inference_steps, generator, latents, progress, callback=callback, **step_kwargs)
     images = self.vae.decode(latents / self.vae.config.scaling_factor)  # (N, 3, H, W) in about [-1, 1]
     return ((images.float() + 1) / 2).clamp(0, 1)
 

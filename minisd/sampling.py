@@ -257,12 +257,13 @@ def classifier_free_guidance(noise_pred_uncond, noise_pred_text, guidance_scale)
 
 @torch.no_grad()
 def denoise(model, scheduler, shape, encoder_hidden_states, uncond_hidden_states=None, guidance_scale=1.0,
-            num_inference_steps=50, generator=None, latents=None, progress=False, **step_kwargs):
+            num_inference_steps=50, generator=None, latents=None, progress=False, callback=None, **step_kwargs):
     """Sample with any scheduler: x_T ~ N(0, I), then x_t -> x_(t-1) with `model(x_t, t, states)` -> eps.
 
     shape: (B, C, H, W); encoder_hidden_states: (B, L, D) the condition; uncond_hidden_states: (1 or B, L, D),
     the empty condition, needed when guidance_scale != 1 (both halves then run as one batch of 2B).
-    `step_kwargs` go to `scheduler.step` (e.g. eta=1.0 for DDIM). Returns x_0, (B, C, H, W).
+    `step_kwargs` go to `scheduler.step` (e.g. eta=1.0 for DDIM); `callback(i, t, x)` is called after
+    every step. Returns x_0, (B, C, H, W).
     """
     device = encoder_hidden_states.device
     x = latents if latents is not None else randn_tensor(shape, generator, device, encoder_hidden_states.dtype)
@@ -275,10 +276,12 @@ def denoise(model, scheduler, shape, encoder_hidden_states, uncond_hidden_states
     else:
         states = encoder_hidden_states
     scheduler.set_timesteps(num_inference_steps, device=device)
-    for t in tqdm(scheduler.timesteps, disable=not progress, desc="sampling"):
+    for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="sampling")):
         model_input = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)  # (2B or B, C, H, W)
         out = model(model_input, t, states)
         if guided:
             out = classifier_free_guidance(*out.chunk(2), guidance_scale)
         x = scheduler.step(out, t, x, generator=generator, **step_kwargs)
+        if callback is not None:
+            callback(i, t, x)
     return x
