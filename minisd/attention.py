@@ -36,9 +36,11 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         else:
             raise ValueError(f"attn_mask must be a bool or float tensor; got dtype {attn_mask.dtype}")
     weights = scores.softmax(dim=-1)
-    # rows where every key is masked: softmax gave 0/0 = nan; PyTorch's convention is 0
-    dead = scores.amax(dim=-1, keepdim=True) == float("-inf")
-    return weights.masked_fill(dead, 0.0)
+    if attn_mask is not None:
+        # rows where every key is masked: softmax gave 0/0 = nan; PyTorch's convention is 0
+        dead = scores.amax(dim=-1, keepdim=True) == float("-inf")
+        weights = weights.masked_fill(dead, 0.0)
+    return weights
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, is_causal=False, scale=None):
@@ -79,7 +81,8 @@ class Attention(nn.Module):
         B, N, _ = x.shape
         return x.view(B, N, self.heads, self.dim_head).transpose(1, 2)  # (B, N, h*d) -> (B, h, N, d)
 
-    def _prepare_mask(self, mask, B):
+    @staticmethod
+    def _prepare_mask(mask):
         "A mask of shape (B, S), (B, 1 or L, S) or (B, heads, L, S) -> broadcastable to (B, heads, L, S)."
         if mask is None:
             return None
@@ -101,7 +104,7 @@ class Attention(nn.Module):
         q = self._split_heads(self.to_q(hidden_states))  # (B, h, N, d)
         k = self._split_heads(self.to_k(context))  # (B, h, S, d)
         v = self._split_heads(self.to_v(context))  # (B, h, S, d)
-        mask = self._prepare_mask(attention_mask, B)
+        mask = self._prepare_mask(attention_mask)
         if self.use_fast:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         else:

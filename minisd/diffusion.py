@@ -255,8 +255,7 @@ class SchedulerMixin:
         v_prediction: x_0 = sqrt(abar) x_t - sqrt(1-abar) v and eps = sqrt(abar) v + sqrt(1-abar) x_t.
         """
         beta_prod_t = 1 - alpha_prod_t
-        kind = self.config.prediction_type
-        check_choice("prediction_type", kind, ("epsilon", "sample", "v_prediction"))
+        kind = self.config.prediction_type  # checked by the constructor; the config is frozen
         if kind == "epsilon":
             pred_original_sample = (sample - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
             pred_epsilon = model_output

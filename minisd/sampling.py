@@ -126,7 +126,6 @@ class DPMSolverMultistepScheduler(SchedulerMixin):
     def set_timesteps(self, num_inference_steps, device=None):
         "N timesteps (this solver spaces N + 1 points and drops the last) and their sigmas, ending at sigma = 0."
         cfg, T = self.config, self.config.num_train_timesteps
-        check_choice("timestep_spacing", cfg.timestep_spacing, ("leading", "trailing", "linspace"))
         clipped_idx = torch.searchsorted(torch.flip(self.lambda_t, [0]), cfg.lambda_min_clipped)
         last_timestep = (T - clipped_idx).item()
         if cfg.timestep_spacing == "linspace":

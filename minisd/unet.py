@@ -38,9 +38,8 @@ def get_timestep_embedding(timesteps, embedding_dim, flip_sin_to_cos=False, down
     exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
     freqs = torch.exp(exponent / (half - downscale_freq_shift))  # (half,)
     args = scale * timesteps[:, None].float() * freqs[None, :]  # (B,) -> (B, half)
-    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (B, half) -> (B, 2*half)
-    if flip_sin_to_cos:
-        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    waves = [torch.cos(args), torch.sin(args)] if flip_sin_to_cos else [torch.sin(args), torch.cos(args)]
+    emb = torch.cat(waves, dim=-1)  # (B, half) -> (B, 2*half)
     if embedding_dim % 2 == 1:
         emb = F.pad(emb, (0, 1))
     return emb
@@ -410,7 +409,7 @@ class UNet2DConditionModel(nn.Module):
         for key, value in options.items():
             if key not in UNSUPPORTED_DEFAULTS:
                 raise TypeError(f"UNet2DConditionModel got an unknown config key {key!r}")
-            if value != UNSUPPORTED_DEFAULTS[key] and not (isinstance(value, list) and tuple(value) == UNSUPPORTED_DEFAULTS[key]):
+            if value != UNSUPPORTED_DEFAULTS[key]:
                 raise ValueError(f"{key}={value!r} is not supported by minisd (only {UNSUPPORTED_DEFAULTS[key]!r})")
         if c["num_attention_heads"] is not None:
             raise ValueError("num_attention_heads cannot be set (as in diffusers): attention_head_dim is the number "
