@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .core import get_device, get_profile, image_grid, seed_everything
@@ -166,8 +166,7 @@ def load_training_state(path, unet, ema, optimizer, generator):
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
-        meta = f.metadata()
-    tensors = load_file(path)
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
     unet.load_state_dict(pick("unet."), strict=True)
     ema.load_state_dict(pick("ema."), strict=True)
@@ -220,7 +219,8 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     device = torch.device(device) if device is not None else get_device()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    latents, states, empty, caption_idx = encode_training_set(vae, text_encoder, tokenizer, split, device)
+    inputs = encode_training_set(vae, text_encoder, tokenizer, split, device)
+    latents, states, empty, caption_idx = (x.to(device) for x in inputs)  # moved once; batches are gathered there
     seed_everything(cfg.seed)
     unet = UNet2DConditionModel(**cfg.unet, cross_attention_dim=text_encoder.config.hidden_size).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -236,17 +236,19 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     n, b = len(latents), cfg.unet_batch
     bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="train UNet", disable=not progress)
     t0, step = time.time(), start
+    amp = _autocast(cfg, device)
     unet.train()
     for step in bar:
+        # every random draw comes from the CPU generator, so a resumed run continues exactly
         idx = torch.randint(0, n, (b,), generator=generator)
-        z0 = latents[idx]  # (B, 4, h, w)
-        noise = torch.randn(z0.shape, generator=generator)
+        noise = torch.randn((b, *latents.shape[1:]), generator=generator)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (b,), generator=generator)
         drop = torch.rand(b, generator=generator) < cfg.caption_dropout
+        idx, noise, t, drop = idx.to(device), noise.to(device), t.to(device), drop.to(device)
+        z0 = latents[idx]  # (B, 4, h, w)
         text = torch.where(drop[:, None, None], empty, states[caption_idx[idx]])  # (B, 77, d)
-        z0, noise, t, text = z0.to(device), noise.to(device), t.to(device), text.to(device)
         zt = noise_schedule.add_noise(z0, noise, t)
-        with _autocast(cfg, device):
+        with amp:
             pred = model(zt, t, text)
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
         for group in optimizer.param_groups:

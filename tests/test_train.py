@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from minisd import train as T
 from minisd.__main__ import main
@@ -35,14 +36,14 @@ def _unet_run(tiny_parts, folder, stop_after=None, resume=False, **overrides):
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_parts, tmp_path):
     ema_a, losses_a, _ = _unet_run(tiny_parts, tmp_path / "a")
-    state_a = T.load_file(tmp_path / "a" / T.STATE_NAME)
+    state_a = load_file(tmp_path / "a" / T.STATE_NAME)
     _unet_run(tiny_parts, tmp_path / "b", stop_after=3)  # interrupted after step 3 (a checkpoint at 2 and 3)
-    assert T.load_file(tmp_path / "b" / T.STATE_NAME)["losses"].numel() == 3
+    assert load_file(tmp_path / "b" / T.STATE_NAME)["losses"].numel() == 3
     ema_b, losses_b, _ = _unet_run(tiny_parts, tmp_path / "b", resume=True)
     assert losses_b == losses_a
     for (k, a), (_, b) in zip(ema_a.state_dict().items(), ema_b.state_dict().items()):
         assert torch.equal(a, b), k
-    state_b = T.load_file(tmp_path / "b" / T.STATE_NAME)
+    state_b = load_file(tmp_path / "b" / T.STATE_NAME)
     assert state_a.keys() == state_b.keys()
     for key in state_a:
         assert torch.equal(state_a[key], state_b[key]), key
