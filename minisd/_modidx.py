@@ -383,6 +383,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'minisd.vae.Upsample2D.forward': ('vae.html#upsample2d.forward', 'minisd/vae.py'),
                             'minisd.vae._check_block_types': ('vae.html#_check_block_types', 'minisd/vae.py'),
                             'minisd.vae._new_attention_key': ('vae.html#_new_attention_key', 'minisd/vae.py'),
+                            'minisd.vae._read_folder': ('vae.html#_read_folder', 'minisd/vae.py'),
+                            'minisd.vae._write_folder': ('vae.html#_write_folder', 'minisd/vae.py'),
                             'minisd.vae.decode_latents': ('vae.html#decode_latents', 'minisd/vae.py'),
                             'minisd.vae.encode_images': ('vae.html#encode_images', 'minisd/vae.py'),
                             'minisd.vae.get_activation': ('vae.html#get_activation', 'minisd/vae.py'),

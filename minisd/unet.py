@@ -8,17 +8,14 @@ __all__ = ['DOWN_BLOCKS', 'UP_BLOCKS', 'MID_BLOCKS', 'UNSUPPORTED_DEFAULTS', 'ge
            'CrossAttnDownBlock2D', 'UNetMidBlock2DCrossAttn', 'UpBlock2D', 'CrossAttnUpBlock2D', 'UNet2DConditionModel']
 
 # %% ../chapters/06_unet.ipynb #d15bde55
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from .attention import Attention
-from .vae import CONFIG_NAME, WEIGHTS_NAME, Config, Downsample2D, ResnetBlock2D, Upsample2D, get_activation
+from .vae import Config, Downsample2D, ResnetBlock2D, Upsample2D, _read_folder, _write_folder, get_activation
 
 # %% ../chapters/06_unet.ipynb #6b596415
 def get_timestep_embedding(timesteps, embedding_dim, flip_sin_to_cos=False, downscale_freq_shift=1.0,
@@ -472,24 +469,14 @@ class UNet2DConditionModel(nn.Module):
     @classmethod
     def from_pretrained(cls, folder, subfolder=None, device=None, dtype=torch.float32):
         "Build the model from `folder/config.json` and load `folder/diffusion_pytorch_model.safetensors` (strict)."
-        folder = Path(folder) / (subfolder or "")
-        if not (folder / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}")
-        if not (folder / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}: minisd reads safetensors only, never pickles")
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config, state = _read_folder(folder, subfolder)
         model = cls(**{k: v for k, v in config.items() if not k.startswith("_")})  # "_class_name", ...
-        model.load_state_dict(load_file(folder / WEIGHTS_NAME), strict=True)
+        model.load_state_dict(state, strict=True)
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, folder):
         "Write `config.json` and `diffusion_pytorch_model.safetensors`, readable by diffusers."
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {"_class_name": type(self).__name__, **self.config}
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+        _write_folder(folder, {"_class_name": type(self).__name__, **self.config}, self.state_dict())
 
     @property
     def device(self):

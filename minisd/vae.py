@@ -369,6 +369,26 @@ class Config(dict):
 WEIGHTS_NAME, CONFIG_NAME = "diffusion_pytorch_model.safetensors", "config.json"  # diffusers' file names
 
 
+def _write_folder(folder, config, state_dict):
+    "Write a model the way diffusers does: `config.json` (sorted keys) and the weights as safetensors."
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+
+
+def _read_folder(folder, subfolder=None):
+    "A diffusers-layout model folder -> (config dict, state dict). Reads safetensors only, never unpickles."
+    from safetensors.torch import load_file
+    folder = Path(folder) / subfolder if subfolder else Path(folder)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"no {name} in {folder}: minisd reads a config and safetensors weights, never pickles")
+    return json.loads((folder / CONFIG_NAME).read_text()), load_file(folder / WEIGHTS_NAME)
+
+
 class AutoencoderKL(nn.Module):
     """Stable Diffusion's KL autoencoder: `encode(x)` -> `DiagonalGaussianDistribution`, `decode(z)` -> image.
 
@@ -420,25 +440,16 @@ class AutoencoderKL(nn.Module):
 
     def save_pretrained(self, folder):
         "Write `config.json` and `diffusion_pytorch_model.safetensors`, the files diffusers reads."
-        from safetensors.torch import save_file
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {"_class_name": "AutoencoderKL", "_diffusers_version": "0.30.0", **self.config}
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+        _write_folder(folder, {"_class_name": "AutoencoderKL", "_diffusers_version": "0.30.0", **self.config},
+                      self.state_dict())
 
     @classmethod
     def from_pretrained(cls, folder, subfolder=None, device=None, dtype=torch.float32):
         "Build from a diffusers-layout folder (config + safetensors, strict keys). Never unpickles."
-        from safetensors.torch import load_file
-        folder = Path(folder) / subfolder if subfolder else Path(folder)
-        if not (folder / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME} (only safetensors weights are read)")
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config, weights = _read_folder(folder, subfolder)
         known = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
         model = cls(**{k: v for k, v in config.items() if k in known})
-        state = {_new_attention_key(k): v for k, v in load_file(folder / WEIGHTS_NAME).items()}
+        state = {_new_attention_key(k): v for k, v in weights.items()}
         model.load_state_dict(state, strict=True)
         return model.to(device=device, dtype=dtype)
 
