@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from minisd import data
+from minisd.core import PROFILES
 
 
 def best_of(fn, repeat):
@@ -35,11 +36,13 @@ def main():
     print(f"render {args.n} images at 32x32: {t:.2f} s ({args.n / t:,.0f} images/s)")
     t = best_of(lambda: data.render(attrs["shape"], attrs["colour"], attrs["size"], attrs["position"], 64), args.repeat)
     print(f"render {args.n} images at 64x64: {t:.2f} s ({args.n / t:,.0f} images/s)")
+    p = PROFILES["cpu"]
     with tempfile.TemporaryDirectory() as tmp:
         def build():
-            data.make_captioned_shapes(32, 20_000, 1_000, 600, seed=0).save_to_disk(tmp + "/shapes")
+            data.make_captioned_shapes(p.image_size, p.n_train, p.n_test, p.n_heldout, seed=0).save_to_disk(tmp + "/shapes")
         t = best_of(build, 1)
-    print(f"cpu-profile splits (21,600 images: render, PNG-encode, Dataset, save_to_disk): {t:.2f} s")
+    n_images = p.n_train + p.n_test + p.n_heldout
+    print(f"cpu-profile splits ({n_images:,} images: render, PNG-encode, Dataset, save_to_disk): {t:.2f} s")
     x = torch.from_numpy(data.render(attrs["shape"][:1000], attrs["colour"][:1000], attrs["size"][:1000],
                                      attrs["position"][:1000], 32)).permute(0, 3, 1, 2) / 255
     t = best_of(lambda: data.read_attributes(x), args.repeat)
