@@ -49,8 +49,7 @@ def bayes(prior, likelihood):
     """
     if likelihood.shape[0] != prior.shape[0]:
         raise ValueError(f"likelihood needs one row per prior entry; got {tuple(likelihood.shape)} for {tuple(prior.shape)}")
-    unnormalised = likelihood * prior[:, None]
-    return unnormalised / unnormalised.sum(0, keepdim=True)
+    return conditional(likelihood * prior[:, None], given=1)  # the joint P(a, b), conditioned on b
 
 # %% ../chapters/01_conditional_probability.ipynb #5aadf6e3
 LOG_2PI = math.log(2 * math.pi)
