@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['BYTE_ENCODER', 'BYTE_DECODER', 'WHITESPACE', 'CONTRACTIONS', 'MODEL_MAX_LENGTH', 'BOS_TOKEN', 'EOS_TOKEN',
-           'bytes_to_unicode', 'normalize', 'pre_tokenize', 'merge_pair', 'bpe', 'train_bpe', 'CLIPTokenizer']
+           'bytes_to_unicode', 'normalize', 'pre_tokenize', 'merge_pair', 'initial_symbols', 'bpe', 'byte_words',
+           'train_bpe', 'CLIPTokenizer']
 
 # %% ../chapters/04a_tokenizer.ipynb #dfb90ff6
 import json
@@ -99,13 +100,18 @@ def merge_pair(symbols, a, b):
     return merged
 
 
+def initial_symbols(word):
+    "A byte-mapped word as single characters, the last one marked as the end of the word: 'red' -> r, e, d</w>."
+    return [*word[:-1], word[-1] + "</w>"]
+
+
 def bpe(word, ranks):
     """Encode one pre-tokenised word (already byte-mapped) into BPE symbols.
 
     `ranks` maps a pair `(a, b)` to its merge rank (0 = learned first). The last symbol carries
     the end-of-word marker `</w>`. Repeatedly merge every occurrence of the lowest-ranked pair.
     """
-    symbols = [*word[:-1], word[-1] + "</w>"]
+    symbols = initial_symbols(word)
     while len(symbols) > 1:
         rank, a, b = min((ranks.get(p, float("inf")), *p) for p in zip(symbols, symbols[1:]))
         if rank == float("inf"):
@@ -114,13 +120,14 @@ def bpe(word, ranks):
     return symbols
 
 # %% ../chapters/04a_tokenizer.ipynb #940b1079
+def byte_words(text):
+    "Normalise and pre-tokenise `text`, then map each word's UTF-8 bytes to printable characters."
+    return ["".join(BYTE_ENCODER[b] for b in w.encode("utf-8")) for w in pre_tokenize(normalize(text))]
+
+
 def _words(texts):
     "Count the byte-mapped words of a corpus."
-    counts = Counter()
-    for text in texts:
-        for w in pre_tokenize(normalize(text)):
-            counts["".join(BYTE_ENCODER[b] for b in w.encode("utf-8"))] += 1
-    return counts
+    return Counter(w for text in texts for w in byte_words(text))
 
 
 def train_bpe(texts, num_merges=1000, min_frequency=2):
@@ -130,7 +137,7 @@ def train_bpe(texts, num_merges=1000, min_frequency=2):
     least `min_frequency` times (every word is then a single token, or too rare to matter).
     """
     freq = _words(texts)
-    splits = {w: [*w[:-1], w[-1] + "</w>"] for w in freq}
+    splits = {w: initial_symbols(w) for w in freq}
     merges = []
     for _ in range(num_merges):
         pairs = Counter()
@@ -212,8 +219,8 @@ class CLIPTokenizer:
             if special:
                 tokens.append(piece)
                 continue
-            for w in pre_tokenize(normalize(piece)):
-                tokens += self._bpe("".join(BYTE_ENCODER[b] for b in w.encode("utf-8")))
+            for w in byte_words(piece):
+                tokens += self._bpe(w)
         return tokens
 
     def convert_tokens_to_ids(self, tokens):
