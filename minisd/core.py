@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['PROFILE_NAMES', 'PROFILES', 'DEVICE_TYPES', 'Profile', 'get_profile', 'get_device', 'seed_everything', 'cache_dir',
-           'to_numpy_images', 'image_grid']
+           'warmup_cosine', 'to_numpy_images', 'image_grid']
 
 # %% ../chapters/00a_welcome.ipynb #467b57b1
+import math
 import os
 import random
 import textwrap
@@ -99,6 +100,18 @@ def cache_dir():
     path = Path(os.environ.get("MINISD_CACHE") or Path.home() / ".cache" / "minisd").expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+# %% ../chapters/00a_welcome.ipynb #89bf81c0
+def warmup_cosine(step, total_steps, warmup, final=0.1):
+    """The learning-rate multiplier at `step` (0-based): linear warm-up to 1 over `warmup` steps,
+    then a cosine decay from 1 to `final` at `total_steps`:
+        step < warmup:  (step + 1) / warmup
+        otherwise:      final + (1 - final) * (1 + cos(pi * (step - warmup) / (total_steps - warmup))) / 2
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 # %% ../chapters/00a_welcome.ipynb #8d29e2a4
 def to_numpy_images(images):

@@ -97,9 +97,10 @@ def register_to_config(init):
         passed = set(bound.arguments) - {"self"}
         bound.apply_defaults()
         config = {k: _plain(v) for k, v in bound.arguments.items() if k != "self"}
-        config.update(cls._known_off)
         if cls._track_defaults:
-            config["_use_default_values"] = sorted(set(config) - passed - set(cls._known_off))
+            config["_use_default_values"] = sorted(set(config) - passed)
+        config.update(cls._known_off)
+        config["_class_name"] = cls.__name__  # who wrote it: another class of the family may borrow keys
         self.config = FrozenDict(config)
         init(self, *args, **kwargs)
 
@@ -172,9 +173,8 @@ class ConfigMixin:
             config = {k: v for k, v in config.items() if k not in defaults}
         for key in cls.check_config_keys(config, source, family):
             config.pop(key)
-        if set(kwargs) - set(cls._config_keys()):
-            bad = sorted(set(kwargs) - set(cls._config_keys()))
-            raise TypeError(f"{cls.__name__} has no config keys {bad}; it takes {', '.join(sorted(cls._config_keys()))}")
+        for key in cls.check_config_keys(kwargs):  # the caller's own overrides: no family to lend keys
+            kwargs.pop(key)
         return {**config, **kwargs}
 
     @classmethod
@@ -263,11 +263,12 @@ class ModelMixin(nn.Module, ConfigMixin):
         from safetensors.torch import load_file
 
         config_path = cls.config_path(folder, subfolder)
+        config = cls.load_config(folder, subfolder)
         weights = config_path.parent / cls.weights_name
         if not weights.is_file():
             raise FileNotFoundError(f"no {cls.weights_name} in {config_path.parent}: minisd reads safetensors "
                                     "weights, never pickles")
-        model = cls.from_config(cls.load_config(folder, subfolder), source=config_path)
+        model = cls.from_config(config, source=config_path)
         model.load_state_dict(cls.convert_state_dict(load_file(weights)), strict=True)
         if device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .diffusion import SchedulerMixin, check_choice, randn_tensor, register_to_config, spaced_timesteps
+from .diffusion import SchedulerMixin, spaced_timesteps
+from .modeling import check_choice, randn_tensor, register_to_config
 
 # %% ../chapters/07_sampling_and_guidance.ipynb #b9a8cd29
 class DDIMScheduler(SchedulerMixin):
@@ -91,8 +92,10 @@ class DPMSolverMultistepScheduler(SchedulerMixin):
     this and the previous model output, so every step still costs one model call.
     """
 
-    _unsupported = dict(use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
-                        use_lu_lambdas=False, use_flow_sigmas=False, use_dynamic_shifting=False)
+    # diffusers' options of other sigma spacings, flow matching and learned variances: accepted only when off
+    _known_off = dict(use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
+                      use_lu_lambdas=False, use_flow_sigmas=False, flow_shift=1.0, variance_type=None,
+                      use_dynamic_shifting=False, time_shift_type="exponential")
 
     @register_to_config
     def __init__(self, num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",

@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import Attention
-from .vae import Config, Downsample2D, ResnetBlock2D, Upsample2D, _read_folder, _write_folder, get_activation
+from .modeling import ModelMixin, register_to_config
+from .resnet import Downsample2D, ResnetBlock2D, Upsample2D, get_activation
 
 # %% ../chapters/06_unet.ipynb #6b596415
 def get_timestep_embedding(timesteps, embedding_dim, flip_sin_to_cos=False, downscale_freq_shift=1.0,
@@ -305,7 +306,7 @@ UP_BLOCKS = {"CrossAttnUpBlock2D": CrossAttnUpBlock2D, "UpBlock2D": UpBlock2D}
 MID_BLOCKS = ("UNetMidBlock2DCrossAttn", None)
 
 # diffusers' other UNet2DConditionModel options (SDXL, Kandinsky, LCM, ...): minisd accepts them at
-# their "off" value only, so that any diffusers config.json reads, and refuses anything else.
+# their "off" value only (chapter 00c's policy), so that any diffusers config.json reads.
 UNSUPPORTED_DEFAULTS = dict(
     only_cross_attention=False, reverse_transformer_layers_per_block=None, encoder_hid_dim=None,
     encoder_hid_dim_type=None, dual_cross_attention=False, class_embed_type=None, addition_embed_type=None,
@@ -328,7 +329,7 @@ def _per_block(name, value, n):
     return [value] * n
 
 # %% ../chapters/06_unet.ipynb #fa59d154
-class UNet2DConditionModel(nn.Module):
+class UNet2DConditionModel(ModelMixin):
     """Stable Diffusion's noise predictor eps_theta(x_t, t, text), with diffusers' config and state-dict keys.
 
     conv_in -> down blocks (each saves its skips) -> mid block -> up blocks (each concatenates
@@ -340,6 +341,9 @@ class UNet2DConditionModel(nn.Module):
     diffusers refuses `num_attention_heads`; so does minisd.
     """
 
+    _known_off = UNSUPPORTED_DEFAULTS
+
+    @register_to_config
     def __init__(self, sample_size=None, in_channels=4, out_channels=4, center_input_sample=False,
                  flip_sin_to_cos=True, freq_shift=0,
                  down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -349,12 +353,9 @@ class UNet2DConditionModel(nn.Module):
                  mid_block_scale_factor=1.0, dropout=0.0, act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
                  cross_attention_dim=1280, transformer_layers_per_block=1, attention_head_dim=8,
                  num_attention_heads=None, use_linear_projection=False, upcast_attention=False,
-                 num_class_embeds=None, **diffusers_options):
+                 num_class_embeds=None):
         super().__init__()
-        config = {k: list(v) if isinstance(v, tuple) else v for k, v in locals().items()
-                  if k not in ("self", "__class__", "diffusers_options")}
-        self._check(config, diffusers_options)
-        self.config = Config(config, **UNSUPPORTED_DEFAULTS)
+        self._check(self.config)
         n = len(block_out_channels)
         heads = _per_block("attention_head_dim", attention_head_dim, n)  # the quirk: these are head COUNTS
         layers = _per_block("layers_per_block", layers_per_block, n)
@@ -401,13 +402,8 @@ class UNet2DConditionModel(nn.Module):
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
 
     @staticmethod
-    def _check(c, options):
-        "Refuse what minisd does not build, naming the key and what is allowed."
-        for key, value in options.items():
-            if key not in UNSUPPORTED_DEFAULTS:
-                raise TypeError(f"UNet2DConditionModel got an unknown config key {key!r}")
-            if value != UNSUPPORTED_DEFAULTS[key]:
-                raise ValueError(f"{key}={value!r} is not supported by minisd (only {UNSUPPORTED_DEFAULTS[key]!r})")
+    def _check(c):
+        "Refuse block layouts minisd does not build, naming the key and what is allowed."
         if c["num_attention_heads"] is not None:
             raise ValueError("num_attention_heads cannot be set (as in diffusers): attention_head_dim is the number "
                              "of heads, see diffusers issue 2011")
@@ -466,22 +462,3 @@ class UNet2DConditionModel(nn.Module):
         # 5. out
         return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # -> (B, out_channels, H, W)
 
-    @classmethod
-    def from_pretrained(cls, folder, subfolder=None, device=None, dtype=torch.float32):
-        "Build the model from `folder/config.json` and load `folder/diffusion_pytorch_model.safetensors` (strict)."
-        config, state = _read_folder(folder, subfolder)
-        model = cls(**{k: v for k, v in config.items() if not k.startswith("_")})  # "_class_name", ...
-        model.load_state_dict(state, strict=True)
-        return model.to(device=device, dtype=dtype).eval()
-
-    def save_pretrained(self, folder):
-        "Write `config.json` and `diffusion_pytorch_model.safetensors`, readable by diffusers."
-        _write_folder(folder, {"_class_name": type(self).__name__, **self.config}, self.state_dict())
-
-    @property
-    def device(self):
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.parameters()).dtype

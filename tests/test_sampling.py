@@ -2,12 +2,13 @@
 
 import json
 
-import diffusers
 import pytest
 import torch
 
 from minisd.diffusion import DDPMScheduler
 from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance, denoise
+
+diffusers = pytest.importorskip("diffusers")
 
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, clip_sample=False)
 SPACINGS = ("leading", "trailing", "linspace")

@@ -169,7 +169,6 @@ def test_attention_head_dim_is_the_head_count():
     (dict(down_block_types=("AttnDownBlock2D", "DownBlock2D")), "down_block_types"),
     (dict(up_block_types=("UpBlock2D", "SimpleCrossAttnUpBlock2D")), "up_block_types"),
     (dict(mid_block_type="UNetMidBlock2DSimpleCrossAttn"), "mid_block_type"),
-    (dict(addition_embed_type="text_time"), "addition_embed_type"),
     (dict(act_fn="tanh"), "act_fn"),
     (dict(block_out_channels=(4, 8, 16)), "same length"),
     (dict(layers_per_block=(1, 1, 1)), "layers_per_block"),
@@ -177,6 +176,12 @@ def test_attention_head_dim_is_the_head_count():
 def test_unsupported_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         mu.UNet2DConditionModel(**{**CONFIGS["tiny-4-8"], **bad})
+
+
+def test_diffusers_options_are_accepted_only_when_off():
+    assert mu.UNet2DConditionModel(**CONFIGS["tiny-4-8"], addition_embed_type=None).config.addition_embed_type is None
+    with pytest.raises(NotImplementedError, match="addition_embed_type"):
+        mu.UNet2DConditionModel(**{**CONFIGS["tiny-4-8"], "addition_embed_type": "text_time"})
 
 
 def test_unknown_key_and_missing_inputs(tmp_path):

@@ -1,0 +1,90 @@
+"""The package's house rules, read from its import graph.
+
+Layers, lowest first: a module may import modules of its own layer or of lower ones, and never a
+module written by a later notebook (a learner meets every import before it is used). No module
+imports another module's private (underscore) names.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "minisd"
+LAYERS = [
+    {"core", "modeling"},
+    {"resnet", "attention", "tokenizer", "probability"},
+    {"vae", "unet", "data", "diffusion"},
+    {"sampling", "text_encoder", "clip", "cvae"},
+    {"pipeline"},
+    {"train"},
+    {"evaluate"},
+    {"__main__", "__init__"},
+]
+LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def _modules():
+    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "_modidx")
+
+
+def _imports(name):
+    "(imported module, names) for every import of a minisd module in `name`, top level or inside functions."
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1:
+                target = module.split(".")[0] if module else None
+            elif module.startswith("minisd"):
+                target = module.split(".")[1] if "." in module else None
+            else:
+                continue
+            names = [a.name for a in node.names]
+            if target is None:  # `from minisd import train` / `from . import x`
+                found += [(n, []) for n in names]
+            else:
+                found.append((target, names))
+        elif isinstance(node, ast.Import):
+            found += [(a.name.split(".")[1], []) for a in node.names if a.name.startswith("minisd.")]
+    return found
+
+
+def _notebook(name):
+    m = re.search(r"File to edit: \.\./chapters/(\S+)\.ipynb", (PACKAGE / f"{name}.py").read_text()[:600])
+    return m.group(1) if m else None
+
+
+def test_every_module_has_a_layer():
+    assert set(_modules()) <= set(LAYER), f"modules without a layer: {set(_modules()) - set(LAYER)}"
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_imports_go_down_the_layers(name):
+    for target, _ in _imports(name):
+        assert LAYER[target] <= LAYER[name], f"{name} (layer {LAYER[name]}) imports {target} (layer {LAYER[target]})"
+
+
+@pytest.mark.parametrize("name", [m for m in _modules() if not m.startswith("__")])
+def test_no_module_imports_a_later_chapter(name):
+    for target, _ in _imports(name):
+        if target.startswith("__"):
+            continue
+        assert _notebook(target) <= _notebook(name), f"{name} ({_notebook(name)}) imports {target} ({_notebook(target)})"
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_no_private_names_cross_modules(name):
+    for target, names in _imports(name):
+        private = [n for n in names if n.startswith("_")]
+        assert not private, f"{name} imports private names {private} from {target}"
+
+
+def test_the_rules_catch_a_violation(tmp_path, monkeypatch):
+    "The checks above must be able to fail: a module of layer 1 importing the pipeline."
+    (tmp_path / "resnet.py").write_text("from .pipeline import _pipeline_call\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
+    [(target, names)] = _imports("resnet")
+    assert LAYER[target] > LAYER["resnet"] and names[0].startswith("_")
