@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "chapters" / "09_interview.ipynb"
 GLOSSARY = ROOT / "assets" / "glossary.md"
-SEED = next(iter(sorted((ROOT.parent / "shared" / "seed").glob("*.txt"))), None) if (ROOT.parent / "shared" / "seed").is_dir() else None
+SEED_DIR = ROOT.parent / "shared" / "seed"
+SEED = next(iter(sorted(SEED_DIR.glob("*.txt"))), None) if SEED_DIR.is_dir() else None
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 

@@ -72,7 +72,8 @@ def test_no_module_imports_a_later_chapter(name):
     for target, _ in _imports(name):
         if target.startswith("__"):
             continue
-        assert _notebook(target) <= _notebook(name), f"{name} ({_notebook(name)}) imports {target} ({_notebook(target)})"
+        ours, theirs = _notebook(name), _notebook(target)
+        assert theirs <= ours, f"{name} ({ours}) imports {target} ({theirs})"
 
 
 @pytest.mark.parametrize("name", _modules())
@@ -88,3 +89,25 @@ def test_the_rules_catch_a_violation(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
     [(target, names)] = _imports("resnet")
     assert LAYER[target] > LAYER["resnet"] and names[0].startswith("_")
+
+
+def _long_lines(path, limit=120):
+    "Lines past `limit` columns, except the `__all__` block nbdev generates (see pyproject's ruff section)."
+    lines, in_all, long = path.read_text().splitlines(), False, []
+    for number, line in enumerate(lines, 1):
+        in_all = line.startswith("__all__ = [") or (in_all and line.startswith(" " * 11))
+        if len(line) > limit and not in_all:
+            long.append(f"{path.name}:{number} ({len(line)})")
+    return long
+
+
+@pytest.mark.parametrize("folder", ["minisd", "tests"])
+def test_lines_fit_in_120_columns(folder):
+    files = [p for p in sorted((PACKAGE.parent / folder).glob("*.py")) if p.name != "_modidx.py"]
+    long = [entry for p in files for entry in _long_lines(p)]
+    assert not long, f"lines past 120 columns: {long}"
+
+
+def test_the_line_rule_can_fail(tmp_path):
+    (tmp_path / "m.py").write_text("__all__ = [" + "'x', " * 30 + "]\nx = '" + "y" * 130 + "'\n")
+    assert _long_lines(tmp_path / "m.py") == ["m.py:2 (136)"]

@@ -26,7 +26,8 @@ def _copy_and_compare(ours, ref, *args, atol=1e-5):
     [
         dict(in_channels=8, out_channels=16, temb_channels=32, groups=4),
         dict(in_channels=8, out_channels=8, temb_channels=32, groups=4, output_scale_factor=2.0),
-        dict(in_channels=8, out_channels=16, temb_channels=32, groups=4, groups_out=8, time_embedding_norm="scale_shift"),
+        dict(in_channels=8, out_channels=16, temb_channels=32, groups=4, groups_out=8,
+             time_embedding_norm="scale_shift"),
         dict(in_channels=8, out_channels=8, temb_channels=None, groups=2),
         dict(in_channels=8, out_channels=4, temb_channels=None, groups=2, eps=1e-5),
     ],

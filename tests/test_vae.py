@@ -100,7 +100,8 @@ def test_distribution_sample_kl_nll_against_torch():
     torch.testing.assert_close(d.kl(), torch.distributions.kl_divergence(ref, prior).sum((1, 2, 3)))
     other = DiagonalGaussianDistribution(torch.randn(3, 8, 2, 2))
     torch.testing.assert_close(
-        d.kl(other), torch.distributions.kl_divergence(ref, torch.distributions.Normal(other.mean, other.std)).sum((1, 2, 3)))
+        d.kl(other),
+        torch.distributions.kl_divergence(ref, torch.distributions.Normal(other.mean, other.std)).sum((1, 2, 3)))
     z = d.sample(torch.Generator().manual_seed(0))
     torch.testing.assert_close(d.nll(z), -ref.log_prob(z).sum((1, 2, 3)))
     assert torch.equal(z, d.mean + d.std * torch.randn(d.mean.shape, generator=torch.Generator().manual_seed(0)))
