@@ -98,7 +98,8 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize("cross_dim", [None, 24])
 @pytest.mark.parametrize("mask_kind", ["none", "additive", "bool_keys"])
 def test_matches_diffusers_attention(cross_dim, mask_kind):
-    from diffusers.models.attention_processor import Attention as DiffusersAttention
+    attention_processor = pytest.importorskip("diffusers.models.attention_processor")
+    DiffusersAttention = attention_processor.Attention
 
     torch.manual_seed(0)
     ref = DiffusersAttention(query_dim=16, cross_attention_dim=cross_dim, heads=2, dim_head=8, bias=False).eval()
