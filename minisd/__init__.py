@@ -30,7 +30,8 @@ from minisd.cvae import ConditionalVAE
 from minisd.diffusion import DDPMScheduler
 from minisd.pipeline import StableDiffusionPipeline
 from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance
-from minisd.text_encoder import CLIPTextConfig, CLIPTextModel, MiniCLIP, train_mini_clip
+from minisd.clip import MiniCLIP, train_mini_clip
+from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
 from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel
 from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution

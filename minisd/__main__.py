@@ -1,8 +1,9 @@
 """The command line: `python -m minisd {train,sample,eval,demo} --help`.
 
-Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b) and
-`minisd.pipeline` (chapter 08a). Bad arguments and unreadable checkpoints end with one line on
-stderr and exit status 2; set MINISD_DEBUG=1 to see the full traceback instead.
+Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b),
+`minisd.evaluate` (chapter 08c) and `minisd.pipeline` (chapter 08a). Bad arguments and
+unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
+the full traceback instead.
 """
 
 import argparse
@@ -50,26 +51,33 @@ def build_parser():
                                    "unet (needs the other two in --out), or all.")
     p.add_argument("--stage", choices=("vae", "text", "unet", "all"), default="all", help="which stage (default: all)")
     p.add_argument("--profile", type=_profile, help=profile_help)
-    p.add_argument("--out", type=Path, default=Path("outputs/checkpoint"), help="checkpoint folder (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="keep finished stages and continue the UNet from its last checkpoint")
+    p.add_argument("--out", type=Path, default=Path("outputs/checkpoint"),
+                   help="checkpoint folder (default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished stages and continue the UNet from its last checkpoint")
 
     p = sub.add_parser("sample", help="generate a captioned grid of images from prompts",
                        description="Sample images from a trained checkpoint and save them as a PNG grid.")
-    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"), help="pipeline folder (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"),
+                   help="pipeline folder (default: %(default)s)")
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=_non_negative, default=4.0, help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0,
+                   help="classifier-free guidance scale (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
     p.add_argument("--height", type=_positive_int, help="image height in pixels, a multiple of the VAE's factor")
     p.add_argument("--width", type=_positive_int, help="image width in pixels, a multiple of the VAE's factor")
-    p.add_argument("--out", type=Path, default=Path("outputs/sample.png"), help="PNG grid to write (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("outputs/sample.png"),
+                   help="PNG grid to write (default: %(default)s)")
 
     p = sub.add_parser("eval", help="measure prompt adherence on test and held-out prompts",
                        description="Generate images for test-split and held-out prompts and score them with "
                                    "minisd.data.adherence; write a JSON report.")
-    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"), help="pipeline folder (default: %(default)s)")
-    p.add_argument("--report", type=Path, default=Path("outputs/eval.json"), help="JSON report to write (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"),
+                   help="pipeline folder (default: %(default)s)")
+    p.add_argument("--report", type=Path, default=Path("outputs/eval.json"),
+                   help="JSON report to write (default: %(default)s)")
     p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the test data")
     p.add_argument("--prompts", type=_positive_int, default=96, help="prompts per split (default: %(default)s)")
     p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
@@ -90,20 +98,18 @@ def load_pipeline(folder, scheduler=None):
     "A trained pipeline, or a one-line error naming the folder and what is wrong with it."
     from minisd.pipeline import StableDiffusionPipeline
 
-    folder = Path(folder)
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {folder} (model_index.json missing): train one first "
-                                f"with `python -m minisd train --out {folder}`")
     try:
         return StableDiffusionPipeline.from_pretrained(folder, scheduler=scheduler)
-    except Exception as e:  # corrupt or incomplete files: say which folder, keep the cause
+    except FileNotFoundError as e:  # no pipeline there, or part of one missing: from_pretrained names the file
+        raise FileNotFoundError(f"{e}; train one with `python -m minisd train --out {folder}`") from None
+    except Exception as e:  # corrupt files: say which folder, keep the cause
         raise ValueError(f"checkpoint {folder} could not be read ({type(e).__name__}: {str(e).splitlines()[0]})") from e
 
 
 def run(args):
     import torch
 
-    from minisd import train
+    from minisd import evaluate, train
     from minisd.core import get_profile, image_grid
 
     if args.command == "train":
@@ -123,12 +129,12 @@ def run(args):
 
         pipe = load_pipeline(args.checkpoint)
         splits = load_captioned_shapes(get_profile(args.profile))
-        report = train.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed, args.scheduler)
+        report = evaluate.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed, args.scheduler)
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
     elif args.command == "demo":
-        report = train.demo(args.out, profile=args.profile, resume=args.resume)
+        report = evaluate.demo(args.out, profile=args.profile, resume=args.resume)
         ev = report["eval"]
         print(f"done in {report['total_seconds']:.0f} s; adherence (all attributes) test {ev['test']['all']:.1%}, "
               f"held-out {ev['heldout']['all']:.1%}; see {args.out}/")
@@ -144,7 +150,8 @@ def main(argv=None):
     except Exception as e:
         if os.environ.get("MINISD_DEBUG"):
             raise
-        print(f"minisd {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"minisd {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,6 +4,7 @@
 so editing an exported cell without exporting (or editing minisd/*.py by hand) fails the suite.
 """
 
+import ast
 import json
 import re
 import shutil
@@ -76,7 +77,8 @@ def _default_exports():
             if m:
                 found.setdefault(m.group(1), []).append(nb_path.name)
             # nbdev's export into another notebook's module appends on every run: not allowed
-            assert not re.search(r"^#\|[ \t]*export[si]?[ \t]+\S", src, re.M), f"{nb_path.name} exports to a named module"
+            assert not re.search(r"^#\|[ \t]*export[si]?[ \t]+\S", src, re.M), \
+                f"{nb_path.name} exports to a named module"
     return found
 
 
@@ -84,7 +86,8 @@ def test_one_notebook_one_module():
     found = _default_exports()
     shared = {m: nbs for m, nbs in found.items() if len(nbs) > 1}
     assert not shared, f"modules written by several notebooks: {shared}"
-    modules = {p.stem for p in (ROOT / "minisd").glob("*.py") if p.name not in HAND_WRITTEN and not p.name.startswith("_")}
+    modules = {p.stem for p in (ROOT / "minisd").glob("*.py")
+               if p.name not in HAND_WRITTEN and not p.name.startswith("_")}
     assert modules == set(found), f"modules without a notebook: {modules - set(found)}"
 
 
@@ -93,3 +96,49 @@ def test_hand_written_files_say_so():
         path = ROOT / "minisd" / name
         if path.exists():
             assert "Hand-written" in path.read_text()[:400], f"{name} must say at the top that it is hand-written"
+
+
+def _module_level(statements):
+    "The statements that run at import: the module's body, into if/try/with/for blocks, not into defs or classes."
+    for node in statements:
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                yield from _module_level(getattr(node, field, []))
+
+
+def class_attributes_patched(source):
+    """`Cls.attr = ...` (or `+=`, `: T = ...`) at module level, where `Cls` is a class the module defines or
+    imports, or any capitalised name: a method or attribute added after the class, which IDEs, type
+    checkers and `inspect.getsource(Cls)` do not see. Returns "line N: Cls.attr" for each."""
+    tree = ast.parse(source)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    found = []
+    for node in _module_level(tree.body):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            for t in ast.walk(target):  # tuple targets: `A.x, B.y = ...`
+                if (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                        and (t.value.id in classes or t.value.id[:1].isupper())):
+                    found.append(f"line {node.lineno}: {ast.unparse(t)}")
+    return found
+
+
+def test_no_class_is_patched_at_module_level():
+    "Every method and class attribute is written inside its class."
+    patched = {p.name: found for p in sorted((ROOT / "minisd").glob("*.py"))
+               if (found := class_attributes_patched(p.read_text()))}
+    assert not patched, f"class attributes assigned after the class: {patched}"
+
+
+def test_patching_a_class_at_module_level_is_caught():
+    source = ("import torch\nfrom x import Pipe\nclass A:\n    pass\n\n\ndef _call(self):\n    return 1\n\n\n"
+              "A.__call__ = _call\nPipe.save = _call\nA.n += 1\nif True:\n    A.m: int = 2\ntorch.x = 1\n"
+              "class B:\n    B_attr = 1\n    y = A\n")
+    assert class_attributes_patched(source) == ["line 11: A.__call__", "line 12: Pipe.save", "line 13: A.n",
+                                                "line 15: A.m"]

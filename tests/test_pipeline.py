@@ -1,23 +1,24 @@
-"""StableDiffusionPipeline: round trips with diffusers' pipeline, in both directions, offline.
+"""StableDiffusionPipeline: its own save / load round trip, and round trips with diffusers' pipeline in
+both directions, offline.
 
 Tiny random components; the tokenizer is trained by minisd on a few captions and written as CLIP's
-vocab.json + merges.txt, which transformers' CLIPTokenizer reads.
+vocab.json + merges.txt, which transformers' CLIPTokenizer reads. The diffusers tests skip when
+diffusers or transformers is not installed; the others need neither.
 """
 
+import inspect
 import json
 
 import pytest
 import torch
 
 import minisd.pipeline as P
+from minisd.modeling import DIFFUSERS_VERSION
 from minisd.sampling import DDIMScheduler
 from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
 from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel
 from minisd.vae import AutoencoderKL
-
-diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
 
 CAPTIONS = ["a large red circle in the top left", "a small cyan triangle at the bottom right",
             "a white square in the center", "there is a small blue square in the top right"]
@@ -27,7 +28,8 @@ VAE = dict(block_out_channels=[8, 16], norm_num_groups=4, latent_channels=4, sam
            scaling_factor=0.5)
 UNET = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=[8, 16], layers_per_block=1,
             norm_num_groups=4, cross_attention_dim=16, attention_head_dim=2,
-            down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
+            down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
 SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                     set_alpha_to_one=False, steps_offset=1)
 
@@ -45,8 +47,8 @@ def minisd_pipeline(seed=0):
     torch.manual_seed(seed)
     tok = CLIPTokenizer.train(CAPTIONS * 5, num_merges=40)
     te = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                      num_attention_heads=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.pad_token_id))
+                                      num_attention_heads=2, bos_token_id=tok.bos_token_id,
+                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
     return P.StableDiffusionPipeline(_perturb(AutoencoderKL(**VAE), seed + 1), _perturb(te, seed + 2), tok,
                                      _perturb(UNet2DConditionModel(**UNET), seed + 3), DDIMScheduler(**SD_SCHEDULER))
 
@@ -58,6 +60,7 @@ def diffusers_images(pipe, latents, guidance_scale=7.5, steps=4, negative_prompt
 
 
 def test_minisd_pipeline_loads_in_diffusers_and_agrees(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
     ours = minisd_pipeline()
     ours.save_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
@@ -74,6 +77,8 @@ def test_minisd_pipeline_loads_in_diffusers_and_agrees(tmp_path):
 
 
 def test_diffusers_pipeline_loads_in_minisd_and_agrees(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
     src = minisd_pipeline(seed=10)
     src.tokenizer.save_pretrained(tmp_path / "tok")  # the local vocab/merges files diffusers' tokenizer reads
     d = diffusers
@@ -121,3 +126,54 @@ def test_bad_arguments_name_themselves():
         pipe("a red circle", latents=torch.zeros(1, 4, 4, 4), progress=False)
     with pytest.raises(FileNotFoundError, match="no model_index.json"):
         P.StableDiffusionPipeline.from_pretrained("/nonexistent")
+
+
+def _images(pipe, steps=3, guidance_scale=3.0):
+    return pipe(PROMPTS, num_inference_steps=steps, guidance_scale=guidance_scale,
+                generator=torch.Generator().manual_seed(5), progress=False)
+
+
+def test_the_pipeline_is_one_class():
+    "Every method lives in the class body, where IDEs, type checkers and inspect.getsource see it."
+    source = inspect.getsource(P.StableDiffusionPipeline)
+    for name in ("def __call__", "def save_pretrained", "def from_pretrained", "def components"):
+        assert name in source, name
+
+
+def test_components_rebuild_the_same_pipeline():
+    pipe = minisd_pipeline()
+    parts = pipe.components
+    assert list(parts) == ["vae", "text_encoder", "tokenizer", "unet", "scheduler"]
+    assert all(parts[name] is getattr(pipe, name) for name in parts)
+    twin = P.StableDiffusionPipeline(**parts)
+    torch.testing.assert_close(_images(twin), _images(pipe), atol=0, rtol=0)
+
+
+def test_save_and_load_round_trip_without_diffusers(tmp_path):
+    pipe = minisd_pipeline(seed=3)
+    assert pipe.save_pretrained(tmp_path / "pipe") == tmp_path / "pipe"
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline" and index["_diffusers_version"] == DIFFUSERS_VERSION
+    loaded = P.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    assert not any(m.training for m in (loaded.vae, loaded.text_encoder, loaded.unet))  # from_pretrained: eval mode
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert type(loaded.scheduler) is DDIMScheduler and public(loaded.scheduler.config) == public(pipe.scheduler.config)
+    torch.testing.assert_close(_images(loaded), _images(pipe), atol=0, rtol=0)
+    other = P.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe", scheduler="dpm++")
+    assert type(other.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert other.scheduler.config.beta_schedule == "scaled_linear"  # the saved config, another sampler
+
+
+def test_the_scheduler_file_is_the_one_its_class_names(tmp_path, monkeypatch):
+    "from_pretrained reads the scheduler's `config_name`, not a fixed file name."
+    class RenamedDDIM(DDIMScheduler):
+        config_name = "renamed_config.json"
+
+    monkeypatch.setitem(P.SCHEDULERS, "RenamedDDIM", RenamedDDIM)
+    pipe = minisd_pipeline()
+    pipe.scheduler = RenamedDDIM.from_config(pipe.scheduler.config)
+    pipe.save_pretrained(tmp_path / "pipe")
+    assert (tmp_path / "pipe" / "scheduler" / "renamed_config.json").is_file()
+    assert not (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").exists()
+    loaded = P.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    assert type(loaded.scheduler) is RenamedDDIM
