@@ -96,7 +96,8 @@ class Attention(nn.Module):
                          f"got shape {tuple(mask.shape)}")
 
     def forward(self, hidden_states, encoder_hidden_states=None, attention_mask=None):
-        "hidden_states (B, N, query_dim), encoder_hidden_states (B, S, cross_attention_dim) or None -> (B, N, query_dim)."
+        """hidden_states (B, N, query_dim) and encoder_hidden_states (B, S, cross_attention_dim), or None for
+        self-attention -> (B, N, query_dim)."""
         if hidden_states.ndim != 3:
             raise ValueError(f"hidden_states must be (B, N, C); got shape {tuple(hidden_states.shape)}")
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states

@@ -116,6 +116,16 @@ class SchedulerMixin(ConfigMixin):
     def _same_family(cls, class_name):
         return str(class_name).endswith("Scheduler")
 
+    @classmethod
+    def _family_keys(cls):
+        "Every key some scheduler takes: SD's schedule written once as a dict serves every sampler."
+        found, todo = set(), [SchedulerMixin]
+        while todo:
+            sub = todo.pop()
+            todo += sub.__subclasses__()
+            found |= set(sub._known_off) | (set(sub._config_keys()) if "__init__" in vars(sub) else set())
+        return found
+
     def _make_schedule(self, cfg):
         self.betas = make_betas(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.beta_schedule,
                                 cfg.trained_betas)

@@ -117,7 +117,8 @@ class ConfigMixin:
     - diffusers options minisd does not build (`_known_off`) are accepted at their "off" value
       only, and refused with NotImplementedError otherwise;
     - a config written by another class of the same family (a DDPM config read by the DDIM
-      sampler) keeps only the keys this class takes;
+      sampler), or a key that another member of the family takes, lends only the keys this class
+      takes;
     - anything else is refused with a TypeError naming the key and the file.
     """
 
@@ -138,6 +139,11 @@ class ConfigMixin:
         return class_name == cls.__name__
 
     @classmethod
+    def _family_keys(cls):
+        "Config keys of the other members of this class's family (none for a model)."
+        return set()
+
+    @classmethod
     def check_config_keys(cls, config, source=None, family=None):
         """Apply the policy to `config`'s keys that the constructor does not take; returns those to drop.
 
@@ -156,7 +162,8 @@ class ConfigMixin:
                     raise NotImplementedError(f"{cls.__name__} implements only {key}={cls._known_off[key]!r}; "
                                               f"got {value!r}{where}")
                 drop.append(key)
-            elif family is not None and family != cls.__name__ and cls._same_family(family):
+            elif (family is not None and family != cls.__name__ and cls._same_family(family)) \
+                    or key in cls._family_keys():
                 drop.append(key)  # another sampler's option, e.g. DDPM's variance_type for DDIM
             else:
                 raise TypeError(f"{cls.__name__} has no config key {key!r}{where}; it takes {', '.join(sorted(keys))}")

@@ -113,3 +113,11 @@ def test_frozen_dict_pickles_and_reads_attributes():
     with pytest.raises(AttributeError):
         d.b
     assert issubclass(ModelMixin, ConfigMixin)
+
+
+def test_a_schedule_written_once_serves_every_sampler():
+    sd = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+              clip_sample=False, steps_offset=1)  # clip_sample is DDPM's and DDIM's, not DPM-Solver's
+    assert DPMSolverMultistepScheduler.from_config(sd).config.beta_end == 0.012
+    with pytest.raises(TypeError, match="clip_smaple"):
+        DPMSolverMultistepScheduler.from_config({**sd, "clip_smaple": False})  # a typo is no sampler's key
