@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from minisd import data
+from minisd import data, reader
 from minisd.core import PROFILES
 
 
@@ -45,7 +45,7 @@ def main():
     print(f"cpu-profile splits ({n_images:,} images: render, PNG-encode, Dataset, save_to_disk): {t:.2f} s")
     x = torch.from_numpy(data.render(attrs["shape"][:1000], attrs["colour"][:1000], attrs["size"][:1000],
                                      attrs["position"][:1000], 32)).permute(0, 3, 1, 2) / 255
-    t = best_of(lambda: data.read_attributes(x), args.repeat)
+    t = best_of(lambda: reader.read_attributes(x), args.repeat)
     print(f"read_attributes on 1,000 images at 32x32: {t:.2f} s ({1000 / t:,.0f} images/s)")
 
 

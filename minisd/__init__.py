@@ -14,16 +14,15 @@ from minisd.data import (
     POSITIONS,
     SHAPES,
     SIZES,
-    adherence,
     attribute_ids,
     caption_from_attributes,
     images_to_tensor,
     load_captioned,
     load_captioned_shapes,
     parse_caption,
-    read_attributes,
     render,
 )
+from minisd.reader import adherence, read_attributes
 # the components, under Stable Diffusion's own names (diffusers / transformers)
 from minisd.attention import Attention
 from minisd.cvae import ConditionalVAE

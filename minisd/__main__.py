@@ -73,7 +73,7 @@ def build_parser():
 
     p = sub.add_parser("eval", help="measure prompt adherence on test and held-out prompts",
                        description="Generate images for test-split and held-out prompts and score them with "
-                                   "minisd.data.adherence; write a JSON report.")
+                                   "minisd.reader.adherence; write a JSON report.")
     p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"),
                    help="pipeline folder (default: %(default)s)")
     p.add_argument("--report", type=Path, default=Path("outputs/eval.json"),

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from .core import image_grid
-from .data import adherence, load_captioned_shapes
+from .data import load_captioned_shapes
+from .reader import adherence
 from .pipeline import get_scheduler
 from .train import config_for, train
 from .vae import decode_latents

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from minisd import data
+from minisd import data, reader
 from minisd.core import PROFILES
 
 SMALL = dict(image_size=32, n_train=600, n_test=200, n_heldout=150)
@@ -145,13 +145,13 @@ def test_load_captioned_from_image_folder(tmp_path):
 
 def test_reader_is_exact_on_real_images(splits):
     for name in ("test", "test_heldout"):
-        score = data.adherence(data.images_to_tensor(splits[name]), splits[name]["caption"])
+        score = reader.adherence(data.images_to_tensor(splits[name]), splits[name]["caption"])
         assert all(v >= 0.99 for v in score.values()), (name, score)
 
 
 def test_reader_reports_every_attribute_at_64px():
     d = data.make_captioned_shapes(image_size=64, n_train=1, n_test=150, n_heldout=1, seed=5)
-    read = data.read_attributes(data.images_to_tensor(d["test"]))
+    read = reader.read_attributes(data.images_to_tensor(d["test"]))
     for row, seen in zip(d["test"], read):
         assert seen == {k: row[k] for k in data.ATTRIBUTES}
 
@@ -159,25 +159,25 @@ def test_reader_reports_every_attribute_at_64px():
 def test_reader_is_robust_to_blur_and_noise(splits):
     x, captions = data.images_to_tensor(splits["test"]), splits["test"]["caption"]
     g = torch.Generator().manual_seed(0)
-    mild = data.adherence(data.degrade(x, blur=0.7, noise=0.05, generator=g), captions)
+    mild = reader.adherence(reader.degrade(x, blur=0.7, noise=0.05, generator=g), captions)
     assert all(v >= 0.98 for v in mild.values()), mild
-    strong = data.adherence(data.degrade(x, blur=1.0, noise=0.1, generator=g), captions)
+    strong = reader.adherence(reader.degrade(x, blur=1.0, noise=0.1, generator=g), captions)
     assert strong["all"] >= 0.9 and min(strong[k] for k in ("colour", "size", "position")) >= 0.98, strong
 
 
 def test_reader_does_not_score_empty_or_wrong_images(splits):
     captions = splits["test"]["caption"][:20]
-    black = data.adherence(torch.zeros(20, 3, 32, 32), captions)
+    black = reader.adherence(torch.zeros(20, 3, 32, 32), captions)
     assert all(v == 0 for v in black.values())
     # images of other captions: most attributes are wrong, so "all" collapses
-    shuffled = data.adherence(data.images_to_tensor(splits["test"].select(range(20, 40))), captions)
+    shuffled = reader.adherence(data.images_to_tensor(splits["test"].select(range(20, 40))), captions)
     assert shuffled["all"] < 0.2
 
 
 def test_adherence_skips_attributes_a_caption_leaves_out():
     img = torch.from_numpy(data.render(["square"], ["red"], ["large"], ["top left"])).permute(0, 3, 1, 2) / 255
-    score = data.adherence(img, ["a red square in the top left"], per_image=True)
+    score = reader.adherence(img, ["a red square in the top left"], per_image=True)
     assert np.isnan(score["size"]) and score["all"] == 1.0 and score["per_image"] == [True]
-    assert data.adherence(img, ["a small red square in the top left"])["all"] == 0.0
+    assert reader.adherence(img, ["a small red square in the top left"])["all"] == 0.0
     with pytest.raises(ValueError, match="same length"):
-        data.adherence(img, [])
+        reader.adherence(img, [])
