@@ -10,7 +10,6 @@ __all__ = ['SD_NOISE_SCHEDULE', 'STATE_NAME', 'STAGES', 'TrainConfig', 'config_f
 # %% ../chapters/08b_training.ipynb #fd41ff3b
 import copy
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -21,7 +20,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .clip import train_mini_clip
-from .core import get_device, get_profile, seed_everything
+from .core import get_device, get_profile, seed_everything, warmup_cosine
 from .data import images_to_tensor, load_captioned_shapes
 from .diffusion import DDPMScheduler
 from .pipeline import StableDiffusionPipeline
@@ -180,11 +179,8 @@ def load_training_state(path, unet, ema, optimizer, generator):
 
 # %% ../chapters/08b_training.ipynb #3ab96d58
 def lr_at(step, cfg):
-    "Linear warm-up over cfg.warmup steps, then cosine decay from cfg.unet_lr to cfg.unet_lr / 10."
-    if step < cfg.warmup:
-        return cfg.unet_lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.unet_steps - cfg.warmup)
-    return cfg.unet_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    "Linear warm-up over cfg.warmup steps, then cosine decay to cfg.unet_lr / 10: chapter 00a's curve."
+    return cfg.unet_lr * warmup_cosine(step, cfg.unet_steps, cfg.warmup)
 
 
 @torch.no_grad()
