@@ -8,6 +8,7 @@ the full traceback instead.
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,12 +17,14 @@ SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++")
 
 
 def _at_least(cast, minimum, what):
-    "An argparse type: `cast(text)`, refused with a clear message below `minimum`."
+    "An argparse type: `cast(text)`, refused with a clear message when not finite or below `minimum`."
     def parse(text):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what} >= {minimum}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value

@@ -8,12 +8,14 @@ __all__ = ['SCHEDULERS', 'COMPONENTS', 'LOADERS', 'scheduler_class', 'get_schedu
 # %% ../chapters/08a_stable_diffusion.ipynb #25e86960
 import inspect
 import json
+import math
+import os
 from pathlib import Path
 
 import torch
 
 from .diffusion import DDPMScheduler
-from .modeling import DIFFUSERS_VERSION
+from .modeling import DIFFUSERS_VERSION, available_memory
 from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, denoise
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
@@ -78,6 +80,24 @@ class StableDiffusionPipeline:
             model.to(device=device, dtype=dtype)
         return self
 
+    def check_memory(self, n, height, width):
+        """Refuse at once a request that cannot fit, with the figure, instead of swapping for minutes.
+
+        An estimate, in bytes, of the largest tensors one sampling run holds at the same time (float32):
+        the UNet's features and skips at the latent size (about 16 maps of its widest block, for a
+        guided batch of 2n), one attention map of (h w)^2 at the latent size (the cost of attention
+        when no fused kernel is used), and the decoder's features at the full image size (about 4
+        maps of its widest block). It errs on the high side; what it refuses could not have run.
+        """
+        f = self.vae_scale_factor
+        tokens = (height // f) * (width // f)
+        unet_bytes = 4 * 2 * n * (16 * max(self.unet.config.block_out_channels) * tokens + tokens * tokens)
+        vae_bytes = 4 * n * 4 * max(self.vae.config.block_out_channels) * height * width
+        need, have = unet_bytes + vae_bytes, available_memory()
+        if need > have:
+            raise MemoryError(f"{n} image(s) of {height}x{width} need about {need / 2**30:,.1f} GiB; this machine has "
+                              f"{have / 2**30:,.1f} GiB available")
+
     @torch.no_grad()
     def encode_prompt(self, prompts):
         "Prompts -> token ids (B, 77), padded with the end-of-text id -> text states (B, 77, d)."
@@ -99,16 +119,20 @@ class StableDiffusionPipeline:
         Guidance is applied only for w > 1, as in diffusers, so the two agree step for step.
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts must be a string or a non-empty list of strings; got {prompts!r}")
         f = self.vae_scale_factor
         height = height or self.unet.config.sample_size * f
         width = width or self.unet.config.sample_size * f
         for name, value in (("height", height), ("width", width)):
-            if value % f:
-                raise ValueError(f"{name} must be divisible by the VAE's factor {f}; got {value}")
+            if not isinstance(value, int) or value < f or value % f:
+                raise ValueError(f"{name} must be a positive multiple of the VAE's factor {f}; got {value!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an int >= 1; got {num_inference_steps!r}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0; got {guidance_scale}")
+        for name, value in (("guidance_scale", guidance_scale), ("eta", 0.0 if eta is None else eta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        self.check_memory(len(prompts), height, width)
         guided = guidance_scale > 1.0
         states, uncond = self.encode_prompt(prompts), None  # (N, 77, d)
         if guided:
@@ -138,11 +162,18 @@ class StableDiffusionPipeline:
         for name in COMPONENTS:
             getattr(self, name).save_pretrained(folder / name)
         self.scheduler.save_pretrained(folder / "scheduler")
+        return self.save_model_index(folder)
+
+    def save_model_index(self, folder):
+        "Write `model_index.json`: which library and class reads each component folder (diffusers' layout)."
+        folder = Path(folder)
         index = {"_class_name": type(self).__name__, "_diffusers_version": DIFFUSERS_VERSION,
                  **{name: list(lib_cls) for name, lib_cls in COMPONENTS.items()},
                  "scheduler": ["diffusers", type(self.scheduler).__name__],
                  "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
-        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        tmp = folder / "model_index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        os.replace(tmp, folder / "model_index.json")  # whole or not at all: it is what marks a checkpoint
         return folder
 
     @classmethod
@@ -156,6 +187,9 @@ class StableDiffusionPipeline:
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(f"no checkpoint at {folder}: it has no model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
+        for name in (*COMPONENTS, "scheduler"):  # a component that is a link out of the folder is refused
+            if (folder / name).resolve().parent != folder.resolve():
+                raise ValueError(f"{folder / name} resolves to {(folder / name).resolve()}, outside {folder}")
         parts = {name: LOADERS[name].from_pretrained(folder / name) for name in COMPONENTS}
         scheduler_cls = scheduler_class(scheduler or index.get("scheduler", [None, "DDIMScheduler"])[1])
         parts["scheduler"] = scheduler_cls.from_pretrained(folder, subfolder="scheduler")  # its `config_name`

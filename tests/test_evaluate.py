@@ -86,7 +86,7 @@ def test_missing_corrupt_checkpoint_and_bad_sizes(demo_dir, tmp_path, capsys):
     assert f"checkpoint {corrupt} could not be read" in err and len(err.strip().splitlines()) == 1
     assert main(["sample", "--checkpoint", str(demo_dir / "checkpoint"), "--prompt", "x", "--height", "30",
                  "--out", str(tmp_path / "x.png")]) == 2
-    assert "height must be divisible by the VAE's factor 4; got 30" in capsys.readouterr().err
+    assert "height must be a positive multiple of the VAE's factor 4; got 30" in capsys.readouterr().err
 
 
 def test_the_module_runs_as_a_program_without_traceback(tmp_path):

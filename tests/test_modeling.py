@@ -46,7 +46,7 @@ def test_save_returns_the_folder_and_load_is_strict_and_in_eval_mode(tmp_path):
     torch.testing.assert_close(again.proj.weight, model.proj.weight)
     from safetensors.torch import save_file
     save_file({"proj.weight": torch.zeros(2, 3)}, folder / Tiny.weights_name)  # the bias is missing
-    with pytest.raises(RuntimeError, match="proj.bias"):
+    with pytest.raises(ValueError, match=r"missing \['proj.bias'\]"):
         Tiny.from_pretrained(folder)
 
 

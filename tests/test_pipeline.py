@@ -116,11 +116,11 @@ def test_schedulers_swap_and_sample():
 
 def test_bad_arguments_name_themselves():
     pipe = minisd_pipeline()
-    with pytest.raises(ValueError, match="height must be divisible by the VAE's factor 2"):
+    with pytest.raises(ValueError, match="height must be a positive multiple of the VAE's factor 2; got 15"):
         pipe("a red circle", height=15, progress=False)
     with pytest.raises(ValueError, match="num_inference_steps must be an int >= 1"):
         pipe("a red circle", num_inference_steps=0, progress=False)
-    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number >= 0; got -1"):
         pipe("a red circle", guidance_scale=-1, progress=False)
     with pytest.raises(ValueError, match="latents must have shape"):
         pipe("a red circle", latents=torch.zeros(1, 4, 4, 4), progress=False)

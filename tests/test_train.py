@@ -57,6 +57,31 @@ def test_checkpoint_is_written_atomically(tiny_parts, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         _unet_run(tiny_parts, tmp_path, resume=True)
     assert (tmp_path / T.STATE_NAME).read_bytes() == before  # the last good checkpoint is untouched
+    assert not list(tmp_path.glob("*.tmp"))  # and no half-written file is left beside it
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(tiny_parts, tmp_path, monkeypatch):
+    _unet_run(tiny_parts, tmp_path, stop_after=2)
+    before = (tmp_path / T.STATE_NAME).read_bytes()
+    mse, calls = torch.nn.functional.mse_loss, []
+
+    def poisoned(*args, **kwargs):  # the loss turns NaN at the second step after resuming (step 4)
+        calls.append(1)
+        return mse(*args, **kwargs) * (float("nan") if len(calls) == 2 else 1.0)
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", poisoned)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 4; .* keeps the last good checkpoint"):
+        _unet_run(tiny_parts, tmp_path, resume=True, checkpoint_every=10)
+    assert (tmp_path / T.STATE_NAME).read_bytes() == before
+
+
+def test_two_runs_cannot_share_an_output_folder(tmp_path):
+    lock = T._lock(tmp_path)
+    assert lock.read_text() == str(__import__("os").getpid())
+    lock.write_text("1")  # pid 1 is always alive: another run holds the folder
+    with pytest.raises(RuntimeError, match="is being trained by process 1"):
+        T._lock(tmp_path)
+    lock.write_text("999999999")  # no such process: a stale lock from a killed run is taken over
+    assert T._lock(tmp_path).read_text() == str(__import__("os").getpid())
 
 
 def test_bf16_autocast_path_runs_on_cpu(tiny_parts, tmp_path):
