@@ -148,6 +148,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'minisd.modeling._check_inside': ('model_files.html#_check_inside', 'minisd/modeling.py'),
                                  'minisd.modeling._describe': ('model_files.html#_describe', 'minisd/modeling.py'),
                                  'minisd.modeling._fits': ('model_files.html#_fits', 'minisd/modeling.py'),
+                                 'minisd.modeling._has_non_finite': ('model_files.html#_has_non_finite', 'minisd/modeling.py'),
                                  'minisd.modeling._plain': ('model_files.html#_plain', 'minisd/modeling.py'),
                                  'minisd.modeling.available_memory': ('model_files.html#available_memory', 'minisd/modeling.py'),
                                  'minisd.modeling.check_choice': ('model_files.html#check_choice', 'minisd/modeling.py'),

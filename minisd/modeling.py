@@ -94,6 +94,17 @@ def _fits(value, default):
     return True
 
 
+def _has_non_finite(value):
+    "Whether a config value is, or holds, NaN or an infinity (JSON files may spell them NaN, Infinity)."
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
+
+
 def _describe(default):
     if isinstance(default, bool):
         return "true or false"
@@ -238,6 +249,9 @@ class ConfigMixin:
         defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
         for key, value in config.items():
             default = defaults.get(key, inspect.Parameter.empty)
+            infinite_default = isinstance(default, float) and not math.isfinite(default)
+            if _has_non_finite(value) and not infinite_default:
+                raise TypeError(f"{cls.__name__}'s config key {key!r}{where} must be finite; got {value!r}")
             if value is None or default is None or default is inspect.Parameter.empty:
                 continue
             if not _fits(value, default):

@@ -274,3 +274,43 @@ def test_kill_9_during_the_unet_stage_then_resume_gives_the_same_weights(tmp_pat
     for key in whole:
         assert torch.equal(whole[key], again[key]), key
     assert not (tmp_path / "killed" / "train.lock").exists()  # the stale lock was taken over and released
+
+
+def test_non_finite_numbers_are_refused_where_the_default_is_none(tmp_path):
+    folder = AutoencoderKL(block_out_channels=(8,), norm_num_groups=4).save_pretrained(tmp_path / "vae")
+    _edit_config(folder, shift_factor=float("nan"), latents_mean=[0.0, float("inf")])
+    with pytest.raises(TypeError, match="'(shift_factor|latents_mean)' .* must be finite"):
+        AutoencoderKL.from_pretrained(folder)
+
+
+@pytest.mark.filterwarnings("ignore:a text of:UserWarning")
+def test_fuzz_the_eval_and_train_commands(checkpoint, tmp_path, capsys):
+    "Random eval arguments (cheap: one prompt, one step), and train arguments refused before any training."
+    rng = random.Random(2)
+    eval_choices = {"--prompts": ["1", "0", "-1", "x"], "--steps": ["1", "0", "nan"],
+                    "--guidance": ["1", "inf", "-2"], "--scheduler": ["ddim", "dpm++", "plms"], "--seed": ["0", "x"],
+                    "--profile": ["quick", "laptop"]}
+    train_choices = [["--stage", "everything"], ["--profile", "big"],
+                     ["--stage", "unet", "--out", str(tmp_path / "none")], ["--out", "/proc/minisd-cannot-write-here"],
+                     ["--resume", "--stage", "text", "--profile", "gpu64"]]
+    cases = [["eval", "--checkpoint", str(checkpoint), "--report", str(tmp_path / f"{i}.json")]
+             + [a for flag, values in eval_choices.items() if rng.random() < 0.5 for a in (flag, rng.choice(values))]
+             for i in range(12)] + [["train", *args] for args in train_choices]
+    codes = []
+    for argv in cases:
+        if argv[0] == "eval" and "--profile" not in argv:
+            argv += ["--profile", "quick"]
+        if argv[0] == "eval" and "--prompts" not in argv:
+            argv += ["--prompts", "1"]
+        if argv[0] == "eval" and "--steps" not in argv:
+            argv += ["--steps", "1"]
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code in (0, 2) and "Traceback" not in err, (argv, err)
+        said = [line for line in err.strip().splitlines() if not line.startswith(("usage:", " "))]
+        assert code == 0 or (len(said) == 1 and "error" in said[0]), (argv, err)
+        codes.append(code)
+    assert set(codes) == {0, 2}, codes
