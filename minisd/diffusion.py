@@ -12,7 +12,9 @@ import math
 import numpy as np
 import torch
 
-from .modeling import ConfigMixin, check_choice, randn_tensor, register_to_config
+from .configuration import ConfigMixin, check_choice, register_to_config
+
+from .modeling import randn_tensor
 
 # %% ../chapters/05_diffusion.ipynb #3a9dd8f6
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")

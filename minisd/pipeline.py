@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from .diffusion import DDPMScheduler
-from .modeling import DIFFUSERS_VERSION, available_memory
+from .configuration import DIFFUSERS_VERSION
+from .modeling import available_memory
 from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, denoise
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer

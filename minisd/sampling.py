@@ -11,7 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .diffusion import SchedulerMixin, spaced_timesteps
-from .modeling import check_choice, randn_tensor, register_to_config
+from .configuration import check_choice, register_to_config
+from .modeling import randn_tensor
 
 # %% ../chapters/07_sampling_and_guidance.ipynb #b9a8cd29
 class DDIMScheduler(SchedulerMixin):

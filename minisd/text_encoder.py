@@ -138,7 +138,7 @@ class CLIPTextModel(ModelMixin):
     returns the pooled output (B, d): the hidden state at the first `eos_token_id` (transformers'
     rule; configs with the old `eos_token_id == 2` use the position of the largest id).
 
-    The model contract of chapter 00c (`minisd.modeling.ModelMixin`) with transformers' files:
+    The model contract of chapter 00d (`minisd.modeling.ModelMixin`) with transformers' files:
     `save_pretrained(folder)` writes `config.json` and `model.safetensors` and returns the folder;
     `from_pretrained(folder, subfolder=None, device=None, dtype=None)` reads them with strict keys
     and returns the model in eval mode. Its config is a `CLIPTextConfig` (transformers' keys), and

@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import Attention
-from .modeling import ModelMixin, register_to_config
+from .configuration import register_to_config
+from .modeling import ModelMixin
 from .resnet import Downsample2D, ResnetBlock2D, Upsample2D, get_activation
 
 # %% ../chapters/06_unet.ipynb #6b596415

@@ -13,7 +13,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import warmup_cosine
-from .modeling import ModelMixin, randn_tensor, register_to_config
+from .configuration import register_to_config
+from .modeling import ModelMixin, randn_tensor
 from .resnet import Downsample2D, ResnetBlock2D, Upsample2D
 
 # %% ../chapters/02b_vae.ipynb #3903ff40

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minisd.diffusion import DDPMScheduler, make_betas, rescale_zero_terminal_snr, spaced_timesteps
-from minisd.modeling import FrozenDict
+from minisd.configuration import FrozenDict
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minisd"
 LAYERS = [
-    {"core", "modeling"},
+    {"core", "configuration", "modeling"},
     {"resnet", "attention", "tokenizer", "probability"},
     {"vae", "unet", "data", "reader", "diffusion"},
     {"sampling", "text_encoder", "clip", "cvae"},

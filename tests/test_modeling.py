@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from minisd.diffusion import DDPMScheduler
-from minisd.modeling import ConfigMixin, FrozenDict, ModelMixin, randn_tensor, register_to_config
+from minisd.configuration import ConfigMixin, FrozenDict, register_to_config
+from minisd.modeling import ModelMixin, randn_tensor
 from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler
 from minisd.unet import UNet2DConditionModel
 from minisd.vae import AutoencoderKL

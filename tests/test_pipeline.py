@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import minisd.pipeline as P
-from minisd.modeling import DIFFUSERS_VERSION
+from minisd.configuration import DIFFUSERS_VERSION
 from minisd.sampling import DDIMScheduler
 from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
 from minisd.tokenizer import CLIPTokenizer

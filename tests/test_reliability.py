@@ -15,7 +15,7 @@ import tracemalloc
 import pytest
 import torch
 
-from minisd.modeling import FrozenDict
+from minisd.configuration import FrozenDict
 from minisd.sampling import DPMSolverMultistepScheduler
 from minisd.unet import UNet2DConditionModel
 from minisd.vae import AutoencoderKL
@@ -273,7 +273,7 @@ def test_kill_9_during_the_unet_stage_then_resume_gives_the_same_weights(tmp_pat
     assert whole.keys() == again.keys()
     for key in whole:
         assert torch.equal(whole[key], again[key]), key
-    assert not (tmp_path / "killed" / "train.lock").exists()  # the stale lock was taken over and released
+    assert not (tmp_path / "killed" / "minisd.lock").exists()  # the stale lock was taken over and released
 
 
 def test_non_finite_numbers_are_refused_where_the_default_is_none(tmp_path):

@@ -1,4 +1,4 @@
-"""minisd.text_encoder: parity with transformers' CLIPTextModel both ways; the model contract of chapter 00c."""
+"""minisd.text_encoder: parity with transformers' CLIPTextModel both ways; the model contract of chapters 00c-00d."""
 
 import json
 
@@ -115,7 +115,7 @@ def test_transformers_4_checkpoint_with_text_model_prefix_loads(tmp_path, transf
         assert torch.allclose(ours(_ids()), ref(_ids()).last_hidden_state, atol=1e-5)
 
 
-# the model contract (chapter 00c)
+# the model contract (chapters 00c-00d)
 
 
 def test_save_pretrained_returns_the_folder_and_writes_transformers_files(tmp_path):
