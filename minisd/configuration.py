@@ -68,9 +68,7 @@ def _fits(value, default):
                 return False
             if whole and v < 0:
                 return False
-            if not whole and not math.isfinite(v) and math.isfinite(default):
-                return False
-        return True
+        return True  # finiteness: `_has_non_finite`, checked first for every key
     return True
 
 

@@ -145,10 +145,10 @@ class ModelMixin(nn.Module, ConfigMixin):
             k, got, want = wrong[0]
             raise ValueError(f"{weights}: tensor {k} has shape {list(got)} but {source} asks for {list(want)} "
                              f"({len(wrong)} tensors differ)")
-        need = sum(math.prod(s) for s in wanted.values()) * 4  # float32 parameters
-        if need > available_memory():
+        need, have = sum(math.prod(s) for s in wanted.values()) * 4, available_memory()  # float32 parameters
+        if need > have:
             raise MemoryError(f"{source} describes a model of {need / 2**30:.1f} GiB; this machine has "
-                              f"{available_memory() / 2**30:.1f} GiB available")
+                              f"{have / 2**30:.1f} GiB available")
 
     @classmethod
     def convert_state_dict(cls, state_dict):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .diffusion import DDPMScheduler
-from .configuration import DIFFUSERS_VERSION
+from .configuration import DIFFUSERS_VERSION, check_inside
 from .modeling import available_memory
 from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, denoise
 from .text_encoder import CLIPTextModel
@@ -189,8 +189,7 @@ class StableDiffusionPipeline:
             raise FileNotFoundError(f"no checkpoint at {folder}: it has no model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
         for name in (*COMPONENTS, "scheduler"):  # a component that is a link out of the folder is refused
-            if (folder / name).resolve().parent != folder.resolve():
-                raise ValueError(f"{folder / name} resolves to {(folder / name).resolve()}, outside {folder}")
+            check_inside(folder, folder / name)
         parts = {name: LOADERS[name].from_pretrained(folder / name) for name in COMPONENTS}
         scheduler_cls = scheduler_class(scheduler or index.get("scheduler", [None, "DDIMScheduler"])[1])
         parts["scheduler"] = scheduler_cls.from_pretrained(folder, subfolder="scheduler")  # its `config_name`
