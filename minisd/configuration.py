@@ -109,7 +109,7 @@ def _plain(value):
         return [_plain(v) for v in value]
     return value
 
-
+# %% ../chapters/00c_configuration.ipynb #6b275915
 def register_to_config(init):
     """Decorate an `__init__` so that its arguments become `self.config`, a `FrozenDict`.
 

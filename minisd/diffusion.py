@@ -100,7 +100,7 @@ def _expand(coef, like):
     coef = coef.flatten()
     return coef.reshape(coef.shape + (1,) * (like.ndim - 1))
 
-
+# %% ../chapters/05_diffusion.ipynb #177d7e95
 class SchedulerMixin(ConfigMixin):
     """What every scheduler shares: its noise schedule, config files (chapter 00c), and the forward process.
 

@@ -76,7 +76,7 @@ def _ncc(a, b):
     b = b - b.mean((-2, -1), keepdim=True)
     return (a * b).sum((-2, -1)) / (a.norm(dim=(-2, -1)) * b.norm(dim=(-2, -1))).clamp_min(1e-8)
 
-
+# %% ../chapters/00e_attribute_reader.ipynb #ed3ec23a
 def _read_batch(x):
     n, _, h, wd = x.shape
     w2 = _ramp(x.amax(1)) ** 2  # (N, H, W): weights on the saturated core of the shape

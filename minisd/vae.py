@@ -122,7 +122,7 @@ def _check_block_types(name, types, allowed):
     if bad:
         raise ValueError(f"{name} may only contain {allowed!r} (the KL autoencoder's block); got {bad}")
 
-
+# %% ../chapters/02b_vae.ipynb #d310ef8c
 class Encoder(nn.Module):
     """Image -> the parameters (mean and log-variance, `2 * out_channels` maps) of q(z | x).
 
