@@ -354,7 +354,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'minisd.train': { 'minisd.train.TrainConfig': ('training.html#trainconfig', 'minisd/train.py'),
                               'minisd.train._autocast': ('training.html#_autocast', 'minisd/train.py'),
                               'minisd.train._load': ('training.html#_load', 'minisd/train.py'),
-                              'minisd.train._train': ('training.html#_train', 'minisd/train.py'),
                               'minisd.train.config_for': ('training.html#config_for', 'minisd/train.py'),
                               'minisd.train.ema_update': ('training.html#ema_update', 'minisd/train.py'),
                               'minisd.train.encode_training_set': ('training.html#encode_training_set', 'minisd/train.py'),

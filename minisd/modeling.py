@@ -6,6 +6,7 @@
 __all__ = ['LOCK_NAME', 'randn_tensor', 'available_memory', 'claim_folder', 'save_whole', 'ModelMixin']
 
 # %% ../chapters/00d_model_files.ipynb #bc8928ff
+import contextlib
 import math
 import os
 import shutil
@@ -49,11 +50,13 @@ def available_memory():
 LOCK_NAME = "minisd.lock"
 
 
+@contextlib.contextmanager
 def claim_folder(folder):
-    """Claim `folder` for this process: a lock file holding our pid, created only if absent (O_EXCL).
+    """`with claim_folder(folder) as lock:` holds `folder` for this process, through a lock file with our
+    pid, created only if absent (O_EXCL), and removed when the block ends, however it ends.
 
     A second process pointed at the same folder stops with a clear message; a lock whose process no
-    longer exists (one killed with `kill -9`) is stale and taken over. Remove the returned file when done.
+    longer exists (one killed with `kill -9`) is stale and taken over.
     """
     lock = Path(folder) / LOCK_NAME
     for _ in range(3):
@@ -69,10 +72,15 @@ def claim_folder(folder):
                                    "finish, or choose another folder") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return lock
-    raise RuntimeError(f"could not claim {folder}: {lock} keeps reappearing")
+        break
+    else:
+        raise RuntimeError(f"could not claim {folder}: {lock} keeps reappearing")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _alive(pid):

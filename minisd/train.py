@@ -298,51 +298,44 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
     device = torch.device(device) if device is not None else get_device()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = claim_folder(folder)  # one run per folder (chapter 00d)
-    try:
-        return _train(cfg, folder, stages, device, resume, splits, progress)
-    finally:
-        lock.unlink(missing_ok=True)
+    with claim_folder(folder):  # one run per folder at a time (chapter 00d)
+        splits = splits if splits is not None else load_captioned_shapes(cfg.profile, seed=cfg.seed)
+        report_path = folder / "train_report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        report.update(profile=cfg.profile, device=str(device), config=asdict(cfg))
 
-
-def _train(cfg, folder, stages, device, resume, splits, progress):
-    splits = splits if splits is not None else load_captioned_shapes(cfg.profile, seed=cfg.seed)
-    report_path = folder / "train_report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    report.update(profile=cfg.profile, device=str(device), config=asdict(cfg))
-
-    t0 = time.time()
-    if "vae" in stages and not (resume and (folder / "vae").is_dir()):
-        vae, metrics = train_vae_stage(cfg, splits, device, progress)
-        save_whole(vae, folder / "vae")
-        report.update(metrics, vae_seconds=time.time() - t0)
-    else:
-        vae = _load(AutoencoderKL, folder / "vae", "vae")
-    t0 = time.time()
-    if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
-        text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
-        save_whole(tokenizer, folder / "tokenizer")
-        save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
-        report.update(metrics, text_seconds=time.time() - t0)
-    else:
-        text_encoder = _load(CLIPTextModel, folder / "text_encoder", "text")
-        tokenizer = _load(CLIPTokenizer, folder / "tokenizer", "text")
-    if "unet" in stages:
         t0 = time.time()
-        unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder, device,
-                                                 resume=resume, progress=progress)
-        report.update(metrics, unet_seconds=time.time() - t0)
-        (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
-    else:
-        unet = _load(UNet2DConditionModel, folder / "unet", "unet")
-    scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False)
-    pipe = StableDiffusionPipeline(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
-    if "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
-        save_whole(unet, folder / "unet")
-        save_whole(scheduler, folder / "scheduler")
-        pipe.save_model_index(folder)
-    report_path.write_text(json.dumps(report, indent=2))
-    return pipe, report
+        if "vae" in stages and not (resume and (folder / "vae").is_dir()):
+            vae, metrics = train_vae_stage(cfg, splits, device, progress)
+            save_whole(vae, folder / "vae")
+            report.update(metrics, vae_seconds=time.time() - t0)
+        else:
+            vae = _load(AutoencoderKL, folder / "vae", "vae")
+        t0 = time.time()
+        if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
+            text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
+            save_whole(tokenizer, folder / "tokenizer")
+            save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
+            report.update(metrics, text_seconds=time.time() - t0)
+        else:
+            text_encoder = _load(CLIPTextModel, folder / "text_encoder", "text")
+            tokenizer = _load(CLIPTokenizer, folder / "tokenizer", "text")
+        if "unet" in stages:
+            t0 = time.time()
+            unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
+                                                     device, resume=resume, progress=progress)
+            report.update(metrics, unet_seconds=time.time() - t0)
+            (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
+        else:
+            unet = _load(UNet2DConditionModel, folder / "unet", "unet")
+        scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False)
+        pipe = StableDiffusionPipeline(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
+        if "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
+            save_whole(unet, folder / "unet")
+            save_whole(scheduler, folder / "scheduler")
+            pipe.save_model_index(folder)
+        report_path.write_text(json.dumps(report, indent=2))
+        return pipe, report
 
 
 def _load(cls, path, stage):

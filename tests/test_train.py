@@ -76,13 +76,16 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(tiny_parts, tm
 
 def test_two_runs_cannot_share_an_output_folder(tmp_path):
     from minisd.modeling import claim_folder
-    lock = claim_folder(tmp_path)
-    assert lock.read_text() == str(__import__("os").getpid())
-    lock.write_text("1")  # pid 1 is always alive: another run holds the folder
-    with pytest.raises(RuntimeError, match="is in use by process 1"):
-        claim_folder(tmp_path)
-    lock.write_text("999999999")  # no such process: a stale lock from a killed run is taken over
-    assert claim_folder(tmp_path).read_text() == str(__import__("os").getpid())
+    with claim_folder(tmp_path) as lock:
+        assert lock.read_text() == str(__import__("os").getpid())
+        lock.write_text("1")  # pid 1 is always alive: another run holds the folder
+        with pytest.raises(RuntimeError, match="is in use by process 1"):
+            with claim_folder(tmp_path):
+                pass
+        lock.write_text("999999999")  # no such process: a stale lock from a killed run is taken over
+        with claim_folder(tmp_path) as again:
+            assert again.read_text() == str(__import__("os").getpid())
+    assert not lock.exists()  # released when the block ends
 
 
 def test_bf16_autocast_path_runs_on_cpu(tiny_parts, tmp_path):
