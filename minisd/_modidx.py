@@ -439,9 +439,9 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'minisd.vae.UpDecoderBlock2D.__init__': ('vae.html#updecoderblock2d.__init__', 'minisd/vae.py'),
                             'minisd.vae.UpDecoderBlock2D.forward': ('vae.html#updecoderblock2d.forward', 'minisd/vae.py'),
                             'minisd.vae._check_block_types': ('vae.html#_check_block_types', 'minisd/vae.py'),
-                            'minisd.vae._new_attention_key': ('vae.html#_new_attention_key', 'minisd/vae.py'),
-                            'minisd.vae.decode_latents': ('vae.html#decode_latents', 'minisd/vae.py'),
-                            'minisd.vae.encode_images': ('vae.html#encode_images', 'minisd/vae.py'),
-                            'minisd.vae.psnr': ('vae.html#psnr', 'minisd/vae.py'),
-                            'minisd.vae.train_vae': ('vae.html#train_vae', 'minisd/vae.py'),
-                            'minisd.vae.vae_loss': ('vae.html#vae_loss', 'minisd/vae.py')}}}
+                            'minisd.vae._new_attention_key': ('vae.html#_new_attention_key', 'minisd/vae.py')},
+            'minisd.vae_training': { 'minisd.vae_training.decode_latents': ('vae_training.html#decode_latents', 'minisd/vae_training.py'),
+                                     'minisd.vae_training.encode_images': ('vae_training.html#encode_images', 'minisd/vae_training.py'),
+                                     'minisd.vae_training.psnr': ('vae_training.html#psnr', 'minisd/vae_training.py'),
+                                     'minisd.vae_training.train_vae': ('vae_training.html#train_vae', 'minisd/vae_training.py'),
+                                     'minisd.vae_training.vae_loss': ('vae_training.html#vae_loss', 'minisd/vae_training.py')}}}

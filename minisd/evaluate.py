@@ -18,7 +18,7 @@ from .data import load_captioned_shapes
 from .reader import adherence
 from .pipeline import get_scheduler
 from .train import config_for, train
-from .vae import decode_latents
+from .vae_training import decode_latents
 
 # %% ../chapters/08c_evaluate.ipynb #3b5295a2
 @torch.no_grad()

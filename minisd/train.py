@@ -30,7 +30,8 @@ from .sampling import DDIMScheduler
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
 from .unet import UNet2DConditionModel
-from .vae import AutoencoderKL, decode_latents, encode_images, psnr, train_vae
+from .vae_training import decode_latents, encode_images, psnr, train_vae
+from .vae import AutoencoderKL
 
 # %% ../chapters/08b_training.ipynb #f6a233b3
 # SD 1.x's noise schedule (its scheduler_config.json): scaled_linear betas from 0.00085 to 0.012

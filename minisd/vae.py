@@ -4,15 +4,12 @@
 
 # %% auto #0
 __all__ = ['AttentionBlock', 'UNetMidBlock2D', 'DownEncoderBlock2D', 'UpDecoderBlock2D', 'Encoder', 'Decoder',
-           'DiagonalGaussianDistribution', 'AutoencoderKL', 'vae_loss', 'train_vae', 'encode_images', 'decode_latents',
-           'psnr']
+           'DiagonalGaussianDistribution', 'AutoencoderKL']
 
 # %% ../chapters/02b_vae.ipynb #15cf0144
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .core import warmup_cosine
 from .configuration import register_to_config
 from .modeling import ModelMixin, randn_tensor
 from .resnet import Downsample2D, ResnetBlock2D, Upsample2D
@@ -287,76 +284,3 @@ def _new_attention_key(key):
     for old, new in ((".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.")):
         key = key.replace(old, new)
     return key
-
-# %% ../chapters/02b_vae.ipynb #243cf9f0
-def vae_loss(model, x, kl_weight=1e-6, generator=None):
-    """The (beta-)VAE loss on a batch x in [-1, 1]: sum of squared errors + kl_weight * KL, per image.
-
-    Both terms are summed over an image and averaged over the batch, as in the LDM code. With a
-    Gaussian decoder of variance 1/2, `kl_weight=1` makes this the negative ELBO (up to a
-    constant); SD's autoencoder used kl_weight = 1e-6 (LDM's autoencoder_kl configs), so its
-    latents are barely pulled towards N(0, I) and must be rescaled (`scaling_factor`).
-    Returns (loss, rec, kl) as tensors.
-    """
-    posterior = model.encode(x)
-    recon = model.decode(posterior.sample(generator))
-    rec = ((recon - x) ** 2).sum(dim=(1, 2, 3)).mean()
-    kl = posterior.kl().mean()
-    return rec + kl_weight * kl, rec, kl
-
-
-def train_vae(model, images, steps=1000, batch_size=64, lr=1e-3, kl_weight=1e-6, device=None, seed=0,
-              warmup=50, progress=True):
-    """Train `model` (an `AutoencoderKL`) on `images` (N, 3, H, W) in [0, 1]; returns the loss history.
-
-    AdamW with a linear warm-up of `warmup` steps then cosine decay to lr / 10, gradients clipped
-    to norm 1. Images are mapped to [-1, 1] (SD's convention) inside. The model is left in eval
-    mode on `device`. Returns a dict of lists: "loss", "rec" (sum of squared errors per image,
-    in [-1, 1] units) and "kl" (nats per image).
-    """
-    if images.ndim != 4 or images.shape[1] != model.config.in_channels:
-        raise ValueError(f"images must be (N, {model.config.in_channels}, H, W) in [0, 1]; got {tuple(images.shape)}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).train()
-    data = images.to(device) * 2 - 1  # [0, 1] -> [-1, 1]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, steps, warmup))
-    history = {"loss": [], "rec": [], "kl": []}
-    for _ in tqdm(range(steps), desc="train VAE", disable=not progress):
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
-        eps_gen = torch.Generator(device="cpu").manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
-        loss, rec, kl = vae_loss(model, data[idx.to(device)], kl_weight, generator=eps_gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        for name, value in zip(("loss", "rec", "kl"), (loss, rec, kl)):
-            history[name].append(value.item())
-    model.eval()
-    return history
-
-
-@torch.no_grad()
-def encode_images(model, images, batch_size=256, sample=False, generator=None):
-    "Images (N, 3, H, W) in [0, 1] -> unscaled latents (the mode, or a sample), batch by batch."
-    device = next(model.parameters()).device
-    out = []
-    for chunk in images.split(batch_size):
-        posterior = model.encode(chunk.to(device) * 2 - 1)
-        out.append(posterior.sample(generator) if sample else posterior.mode())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def decode_latents(model, latents, batch_size=256):
-    "Unscaled latents -> images (N, 3, H, W) clamped to [0, 1]."
-    device = next(model.parameters()).device
-    return torch.cat([((model.decode(z.to(device)) + 1) / 2).clamp(0, 1) for z in latents.split(batch_size)])
-
-
-def psnr(a, b, max_value=1.0):
-    "Peak signal-to-noise ratio in dB per image: 10 log10(max^2 / MSE). Images in [0, max_value]."
-    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(max_value**2 / mse)

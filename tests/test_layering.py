@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minisd"
 LAYERS = [
     {"core", "configuration", "modeling"},
     {"resnet", "attention", "tokenizer", "probability"},
-    {"vae", "unet", "data", "reader", "diffusion"},
+    {"vae", "vae_training", "unet", "data", "reader", "diffusion"},
     {"sampling", "text_encoder", "clip", "cvae"},
     {"pipeline"},
     {"train"},

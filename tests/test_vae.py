@@ -7,7 +7,8 @@ diffusers = pytest.importorskip("diffusers")
 
 # --- AutoencoderKL ---------------------------------------------------------------------------
 
-from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution, psnr, train_vae  # noqa: E402
+from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution  # noqa: E402
+from minisd.vae_training import psnr, train_vae  # noqa: E402
 
 TINY = dict(block_out_channels=[4, 8], norm_num_groups=2, latent_channels=4, layers_per_block=1,
             down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
