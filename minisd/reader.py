@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['AREA_PER_R2', 'RADIUS_STEPS', 'SIZE_THRESHOLD', 'FOREGROUND', 'MIN_AREA', 'MATCH_BLUR', 'gaussian_blur', 'degrade',
-           'read_attributes', 'adherence']
+           'read_attributes', 'adherence', 'wilson_interval', 'format_rate']
 
 # %% ../chapters/00e_attribute_reader.ipynb #82a89f23
 import math
@@ -133,3 +133,19 @@ def adherence(images, captions, per_image=False):
     if per_image:
         result["per_image"] = all_ok
     return result
+
+# %% ../chapters/00e_attribute_reader.ipynb #74236d0c
+def wilson_interval(successes, n, z=1.96):
+    "The Wilson score interval (low, high) for a rate of `successes` out of `n` (95% for z = 1.96)."
+    if not (isinstance(n, int) and n > 0) or not (isinstance(successes, int) and 0 <= successes <= n):
+        raise ValueError(f"need whole numbers 0 <= successes <= n, n > 0; got successes={successes!r}, n={n!r}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_rate(successes, n):
+    "'92.7% (89/96; 95% interval 85.7-96.4%)': a rate with its count and Wilson interval."
+    low, high = wilson_interval(successes, n)
+    return f"{100 * successes / n:.1f}% ({successes}/{n}; 95% interval {100 * low:.1f}-{100 * high:.1f}%)"
