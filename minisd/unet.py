@@ -319,28 +319,12 @@ UNSUPPORTED_DEFAULTS = dict(
     class_embeddings_concat=False, mid_block_only_cross_attention=None, cross_attention_norm=None,
     addition_embed_type_num_heads=64)
 
-
-def _per_block(name, value, n):
-    "An int (or str/None) for every block, or a list with one entry per block."
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"{name} needs one entry per down block ({n}); got {value!r}")
-        if any(isinstance(v, (list, tuple)) for v in value):
-            raise ValueError(f"{name} with a list per block (asymmetric UNets, SDXL-refiner style) is not supported")
-        return list(value)
-    return [value] * n
-
 # %% ../chapters/06_unet.ipynb #fa59d154
 class UNet2DConditionModel(ModelMixin):
     """Stable Diffusion's noise predictor eps_theta(x_t, t, text), with diffusers' config and state-dict keys.
 
-    conv_in -> down blocks (each saves its skips) -> mid block -> up blocks (each concatenates
-    skips back) -> GroupNorm, act, conv_out. The time embedding (plus an optional class embedding)
-    enters every ResNet block; the text enters every Transformer2DModel through cross-attention.
-
-    `attention_head_dim` is, for historical reasons, the NUMBER of heads per block (diffusers
-    issue 2011): SD 1.5 has attention_head_dim=8 and 8 heads of 320/8 = 40, 80, 160 dimensions.
-    diffusers refuses `num_attention_heads`; so does minisd.
+    The time embedding enters every ResNet block, the text every Transformer2DModel (cross-attention).
+    `attention_head_dim` is the NUMBER of heads per block (diffusers issue 2011).
     """
 
     _known_off = UNSUPPORTED_DEFAULTS
@@ -358,112 +342,132 @@ class UNet2DConditionModel(ModelMixin):
                  num_attention_heads=None, use_linear_projection=False, upcast_attention=False,
                  num_class_embeds=None):
         super().__init__()
-        self._check(self.config)
-        n = len(block_out_channels)
-        heads = _per_block("attention_head_dim", attention_head_dim, n)  # the quirk: these are head COUNTS
-        layers = _per_block("layers_per_block", layers_per_block, n)
-        cross_dims = _per_block("cross_attention_dim", cross_attention_dim, n)
-        t_layers = _per_block("transformer_layers_per_block", transformer_layers_per_block, n)
-        common = dict(resnet_eps=norm_eps, resnet_act_fn=act_fn, resnet_groups=norm_num_groups, dropout=dropout)
-        attn = dict(use_linear_projection=use_linear_projection, upcast_attention=upcast_attention)
-
-        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
+        _check_unet_config(self.config)
         temb = 4 * block_out_channels[0]  # time_embed_dim: 4x the first block's width, as in DDPM
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], temb, act_fn=act_fn)
         self.class_embedding = nn.Embedding(num_class_embeds, temb) if num_class_embeds else None
-
-        self.down_blocks = nn.ModuleList()
-        for i, kind in enumerate(down_block_types):
-            args = dict(in_channels=block_out_channels[max(i - 1, 0)], out_channels=block_out_channels[i],
-                        temb_channels=temb, num_layers=layers[i], add_downsample=i < n - 1,
-                        downsample_padding=downsample_padding, **common)
-            if kind == "CrossAttnDownBlock2D":
-                args.update(transformer_layers_per_block=t_layers[i], num_attention_heads=heads[i],
-                            cross_attention_dim=cross_dims[i], **attn)
-            self.down_blocks.append(DOWN_BLOCKS[kind](**args))
-
-        self.mid_block = None if mid_block_type is None else UNetMidBlock2DCrossAttn(
-            block_out_channels[-1], temb, transformer_layers_per_block=t_layers[-1], num_attention_heads=heads[-1],
-            output_scale_factor=mid_block_scale_factor, cross_attention_dim=cross_dims[-1], **common, **attn)
-
-        self.up_blocks = nn.ModuleList()
-        rev = list(reversed(block_out_channels))
-        for i, kind in enumerate(up_block_types):
-            args = dict(in_channels=rev[min(i + 1, n - 1)], out_channels=rev[i], prev_output_channel=rev[max(i - 1, 0)],
-                        temb_channels=temb, num_layers=layers[n - 1 - i] + 1, add_upsample=i < n - 1, **common)
-            if kind == "CrossAttnUpBlock2D":
-                args.update(transformer_layers_per_block=t_layers[n - 1 - i], num_attention_heads=heads[n - 1 - i],
-                            cross_attention_dim=cross_dims[n - 1 - i], **attn)
-            self.up_blocks.append(UP_BLOCKS[kind](**args))
-        self.num_upsamplers = n - 1
+        self.down_blocks, self.mid_block, self.up_blocks = _unet_blocks(self.config, temb)
+        self.num_upsamplers = len(block_out_channels) - 1
         self.has_cross_attention = mid_block_type is not None or "CrossAttnDownBlock2D" in down_block_types \
             or "CrossAttnUpBlock2D" in up_block_types
-
         self.conv_norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps)
         self.conv_act = get_activation(act_fn)
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
 
-    @staticmethod
-    def _check(c):
-        "Refuse block layouts minisd does not build, naming the key and what is allowed."
-        if c["num_attention_heads"] is not None:
-            raise ValueError("num_attention_heads cannot be set (as in diffusers): attention_head_dim is the number "
-                             "of heads, see diffusers issue 2011")
-        n = len(c["block_out_channels"])
-        if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
-            raise ValueError(f"down_block_types, up_block_types and block_out_channels need the same length; got "
-                             f"{len(c['down_block_types'])}, {len(c['up_block_types'])}, {n}")
-        for name, allowed in (("down_block_types", DOWN_BLOCKS), ("up_block_types", UP_BLOCKS)):
-            for kind in c[name]:
-                if kind not in allowed:
-                    raise ValueError(f"{name} entries must be one of {', '.join(allowed)}; got {kind!r}")
-        if c["mid_block_type"] not in MID_BLOCKS:
-            raise ValueError(f"mid_block_type must be one of {MID_BLOCKS}; got {c['mid_block_type']!r}")
-        if not isinstance(c["norm_num_groups"], int):
-            raise ValueError(f"norm_num_groups must be an int; got {c['norm_num_groups']!r}")
-        get_activation(c["act_fn"])
-
     def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None, encoder_attention_mask=None):
         """Predict the noise in `sample` (B, C, H, W) at `timestep` (int, float, () or (B,)), reading the text.
 
-        encoder_hidden_states: (B, L, cross_attention_dim), e.g. CLIP's last hidden state.
-        class_labels: (B,) ints, required when the model has `num_class_embeds`.
-        encoder_attention_mask: (B, L) with 1 = keep, 0 = ignore that token (diffusers' convention).
+        encoder_hidden_states (B, L, cross_attention_dim), e.g. CLIP's last hidden state; class_labels (B,) ints
+        if the model has `num_class_embeds`; encoder_attention_mask (B, L): 1 = keep, 0 = ignore that token.
         Returns a tensor shaped like `sample` (diffusers returns it inside an output object).
         """
-        if self.has_cross_attention and encoder_hidden_states is None:
-            raise ValueError("encoder_hidden_states (B, L, cross_attention_dim) is required: "
-                             "this UNet has cross-attention")
-        # sides that 2**num_upsamplers does not divide: the up blocks are told the skips' sizes
-        odd = any(side % 2 ** self.num_upsamplers for side in sample.shape[-2:])
-        # (B, L) 1/0 -> additive bias (B, 1, L): 0 keeps, -10000 drops (diffusers)
-        if encoder_attention_mask is not None:
-            encoder_attention_mask = ((1 - encoder_attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
-        if self.config.center_input_sample:
-            sample = 2 * sample - 1.0
+        sample, t, encoder_attention_mask = _prepare_unet_inputs(self, sample, timestep, encoder_hidden_states,
+                                                                 class_labels, encoder_attention_mask)
         # 1. time (+ class) embedding: (B,) -> (B, block_out_channels[0]) -> (B, 4 * block_out_channels[0])
-        t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
-        t = t.reshape(-1).to(sample.device).expand(sample.shape[0])
         emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
         if self.class_embedding is not None:
-            if class_labels is None:
-                raise ValueError("class_labels (B,) are required: the model was built with num_class_embeds")
             emb = emb + self.class_embedding(class_labels).to(sample.dtype)
         # 2. down, keeping every intermediate state as a skip
+        odd = any(side % 2 ** self.num_upsamplers for side in sample.shape[-2:])  # then up blocks get sizes
         sample = self.conv_in(sample)  # (B, C_in, H, W) -> (B, block_out_channels[0], H, W)
         skips = (sample,)
         for block in self.down_blocks:
             sample, res = block(sample, emb, encoder_hidden_states, encoder_attention_mask)
             skips += res
-        # 3. mid
-        if self.mid_block is not None:
+        if self.mid_block is not None:  # 3. mid
             sample = self.mid_block(sample, emb, encoder_hidden_states, encoder_attention_mask)
         # 4. up: each block takes back as many skips as it has resnets, last in first out
         for i, block in enumerate(self.up_blocks):
             res, skips = skips[-len(block.resnets):], skips[:-len(block.resnets)]
-            size = skips[-1].shape[2:] if odd and i < len(self.up_blocks) - 1 else None
+            size = skips[-1].shape[2:] if odd and i < len(self.up_blocks) - 1 else None  # the skips' size
             sample = block(sample, res, emb, encoder_hidden_states, encoder_attention_mask, upsample_size=size)
-        # 5. out
-        return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # -> (B, out_channels, H, W)
+        return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # 5. out -> (B, out_channels, H, W)
 
+# %% ../chapters/06_unet.ipynb #7c891ba7
+def _per_block(name, value, n):
+    "An int (or str/None) for every block, or a list with one entry per block."
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} needs one entry per down block ({n}); got {value!r}")
+        if any(isinstance(v, (list, tuple)) for v in value):
+            raise ValueError(f"{name} with a list per block (asymmetric UNets, SDXL-refiner style) is not supported")
+        return list(value)
+    return [value] * n
+
+
+def _unet_blocks(c, temb_channels):
+    """(down_blocks, mid_block, up_blocks) for the config `c` of a UNet2DConditionModel, as diffusers builds them.
+
+    Level i has block_out_channels[i] channels. Down block i works at level i, up block i at level
+    n - 1 - i (the up side walks the levels backwards) with one ResNet block more. Only the CrossAttn
+    blocks and the mid block get the attention settings.
+    """
+    ch, n = c["block_out_channels"], len(c["block_out_channels"])
+    heads = _per_block("attention_head_dim", c["attention_head_dim"], n)  # the quirk: these are head COUNTS
+    layers = _per_block("layers_per_block", c["layers_per_block"], n)
+    cross_dims = _per_block("cross_attention_dim", c["cross_attention_dim"], n)
+    t_layers = _per_block("transformer_layers_per_block", c["transformer_layers_per_block"], n)
+    common = dict(temb_channels=temb_channels, resnet_eps=c["norm_eps"], resnet_act_fn=c["act_fn"],
+                  resnet_groups=c["norm_num_groups"], dropout=c["dropout"])
+    attn = [dict(transformer_layers_per_block=t_layers[i], num_attention_heads=heads[i],
+                 cross_attention_dim=cross_dims[i], use_linear_projection=c["use_linear_projection"],
+                 upcast_attention=c["upcast_attention"]) for i in range(n)]
+
+    down_blocks = nn.ModuleList()
+    for i, kind in enumerate(c["down_block_types"]):
+        down_blocks.append(DOWN_BLOCKS[kind](
+            in_channels=ch[max(i - 1, 0)], out_channels=ch[i], num_layers=layers[i], add_downsample=i < n - 1,
+            downsample_padding=c["downsample_padding"], **common, **(attn[i] if kind.startswith("CrossAttn") else {})))
+
+    mid_block = None if c["mid_block_type"] is None else UNetMidBlock2DCrossAttn(
+        ch[-1], output_scale_factor=c["mid_block_scale_factor"], **common, **attn[-1])
+
+    up_blocks = nn.ModuleList()
+    for i, kind in enumerate(c["up_block_types"]):
+        level = n - 1 - i
+        up_blocks.append(UP_BLOCKS[kind](
+            in_channels=ch[max(level - 1, 0)], out_channels=ch[level], prev_output_channel=ch[min(level + 1, n - 1)],
+            num_layers=layers[level] + 1, add_upsample=i < n - 1, **common,
+            **(attn[level] if kind.startswith("CrossAttn") else {})))
+    return down_blocks, mid_block, up_blocks
+
+# %% ../chapters/06_unet.ipynb #18bef8f3
+def _check_unet_config(c):
+    "Refuse block layouts minisd does not build, naming the key and what is allowed."
+    if c["num_attention_heads"] is not None:
+        raise ValueError("num_attention_heads cannot be set (as in diffusers): attention_head_dim is the number "
+                         "of heads, see diffusers issue 2011")
+    n = len(c["block_out_channels"])
+    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
+        raise ValueError(f"down_block_types, up_block_types and block_out_channels need the same length; got "
+                         f"{len(c['down_block_types'])}, {len(c['up_block_types'])}, {n}")
+    for name, allowed in (("down_block_types", DOWN_BLOCKS), ("up_block_types", UP_BLOCKS)):
+        for kind in c[name]:
+            if kind not in allowed:
+                raise ValueError(f"{name} entries must be one of {', '.join(allowed)}; got {kind!r}")
+    if c["mid_block_type"] not in MID_BLOCKS:
+        raise ValueError(f"mid_block_type must be one of {MID_BLOCKS}; got {c['mid_block_type']!r}")
+    if not isinstance(c["norm_num_groups"], int):
+        raise ValueError(f"norm_num_groups must be an int; got {c['norm_num_groups']!r}")
+    get_activation(c["act_fn"])
+
+
+def _prepare_unet_inputs(unet, sample, timestep, encoder_hidden_states, class_labels, encoder_attention_mask):
+    """Check `UNet2DConditionModel.forward`'s inputs and put them in the form the blocks use.
+
+    Returns (sample, t, mask): `sample` scaled to [-1, 1] if `center_input_sample`; `t` the timestep as a
+    (B,) tensor; the (B, L) 1 = keep / 0 = ignore mask as an additive bias (B, 1, L): 0 keeps, -10000 drops.
+    """
+    if unet.has_cross_attention and encoder_hidden_states is None:
+        raise ValueError("encoder_hidden_states (B, L, cross_attention_dim) is required: "
+                         "this UNet has cross-attention")
+    if unet.class_embedding is not None and class_labels is None:
+        raise ValueError("class_labels (B,) are required: the model was built with num_class_embeds")
+    if encoder_attention_mask is not None:
+        encoder_attention_mask = ((1 - encoder_attention_mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
+    if unet.config.center_input_sample:
+        sample = 2 * sample - 1.0
+    t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
+    return sample, t.reshape(-1).to(sample.device).expand(sample.shape[0]), encoder_attention_mask
