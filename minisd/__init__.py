@@ -22,15 +22,24 @@ from minisd.data import (
     parse_caption,
     render,
 )
-from minisd.reader import adherence, read_attributes
+from minisd.reader import adherence, format_rate, read_attributes, wilson_interval
 # the components, under Stable Diffusion's own names (diffusers / transformers)
 from minisd.attention import Attention
 from minisd.cvae import ConditionalVAE
 from minisd.diffusion import DDPMScheduler
 from minisd.pipeline import StableDiffusionPipeline
-from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance
+from minisd.sampling import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    classifier_free_guidance,
+    rescale_noise_cfg,
+)
 from minisd.clip import MiniCLIP, train_mini_clip
 from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
 from minisd.tokenizer import CLIPTokenizer
-from minisd.unet import UNet2DConditionModel
+from minisd.unet import UNet2DConditionModel, pretrained_text_unet
 from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution
+from minisd.vae_training import pretrained_vae

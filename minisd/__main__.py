@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++")
+SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "euler", "euler_a", "heun")
 
 
 def _at_least(cast, minimum, what):
@@ -33,6 +33,14 @@ def _at_least(cast, minimum, what):
 
 _positive_int = _at_least(int, 1, "an integer")
 _non_negative = _at_least(float, 0, "a number")
+
+
+def _fraction(text):
+    "An argparse type: a finite number in [0, 1]."
+    value = _non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be <= 1, got {value}")
+    return value
 
 
 def _profile(text):
@@ -67,6 +75,8 @@ def build_parser():
     p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=_non_negative, default=4.0,
                    help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--guidance-rescale", type=_fraction, default=0.0,
+                   help="guidance rescale phi in [0, 1] (Lin et al. 2023; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
     p.add_argument("--height", type=_positive_int, help="image height in pixels, a multiple of the VAE's factor")
@@ -124,7 +134,7 @@ def run(args):
         pipe = load_pipeline(args.checkpoint, args.scheduler)
         generator = torch.Generator().manual_seed(args.seed)
         images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator,
-                      height=args.height, width=args.width)
+                      height=args.height, width=args.width, guidance_rescale=args.guidance_rescale)
         image_grid(images, captions=args.prompt, path=args.out, show=False)
         print(f"wrote {len(args.prompt)} image(s) to {args.out}")
     elif args.command == "eval":

@@ -17,16 +17,20 @@ import torch
 from .diffusion import DDPMScheduler
 from .configuration import DIFFUSERS_VERSION, check_inside
 from .modeling import available_memory
-from .sampling import DDIMScheduler, DPMSolverMultistepScheduler, denoise
+from .sampling import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                             EulerDiscreteScheduler, HeunDiscreteScheduler, denoise)
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
 from .unet import UNet2DConditionModel
 from .vae import AutoencoderKL
 
 # %% ../chapters/08a_stable_diffusion.ipynb #e3b6fc81
-SCHEDULERS = {cls.__name__: cls for cls in (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler)}
+SCHEDULERS = {cls.__name__: cls for cls in (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler,
+                                            EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+                                            HeunDiscreteScheduler)}
 _SHORT_NAMES = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler",
-               "dpm++": "DPMSolverMultistepScheduler"}
+               "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+               "euler_a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler"}
 # model_index.json names, for each component folder, the library and class that reads it (diffusers' layout)
 COMPONENTS = {"vae": ("diffusers", "AutoencoderKL"), "text_encoder": ("transformers", "CLIPTextModel"),
               "tokenizer": ("transformers", "CLIPTokenizer"), "unet": ("diffusers", "UNet2DConditionModel")}
@@ -35,7 +39,7 @@ LOADERS = {"vae": AutoencoderKL, "text_encoder": CLIPTextModel, "tokenizer": CLI
 
 
 def scheduler_class(name):
-    "A scheduler class by its name or a short name: ddpm, ddim, dpm (or dpm++)."
+    "A scheduler class by its name or a short name: ddpm, ddim, dpm (or dpm++), euler, euler_a, heun."
     cls = SCHEDULERS.get(_SHORT_NAMES.get(str(name).lower(), name))
     if cls is None:
         raise ValueError(f"scheduler must be one of {', '.join(sorted(_SHORT_NAMES))} or {', '.join(SCHEDULERS)}; "
@@ -44,7 +48,7 @@ def scheduler_class(name):
 
 
 def get_scheduler(name, config):
-    "A scheduler by class name (or a short name: ddpm, ddim, dpm) built from another scheduler's `config`."
+    "A scheduler by class name (or a short name: ddpm, ddim, dpm, euler, euler_a, heun) built from another's `config`."
     return scheduler_class(name).from_config(config)
 
 # %% ../chapters/08a_stable_diffusion.ipynb #ce51d9c9
@@ -107,17 +111,19 @@ class StableDiffusionPipeline:
 
     @torch.no_grad()
     def __call__(self, prompts, num_inference_steps=50, guidance_scale=7.5, generator=None, latents=None,
-                 height=None, width=None, negative_prompt=None, eta=None, callback=None, progress=True):
+                 height=None, width=None, negative_prompt=None, eta=None, callback=None, progress=True,
+                 guidance_rescale=0.0):
         """Generate images for `prompts` -> float tensor (N, 3, H, W) in [0, 1].
 
         1. text: prompts -> (N, 77, d); with guidance, the negative prompt (default "") too.
         2. noise: z_T ~ N(0, I) of shape (N, 4, H/f, W/f), or the given `latents`.
         3. loop over the scheduler's timesteps: eps = unet(z_t, t, text); with guidance_scale w > 1,
            eps = eps(z_t, negative) + w (eps(z_t, prompt) - eps(z_t, negative)) (classifier-free
-           guidance, one batch of 2N); z_(t-1) = scheduler.step(eps, t, z_t).
-           `callback(i, t, latents)` is called after every step.
+           guidance, one batch of 2N), then with `guidance_rescale` phi in [0, 1] Lin et al.'s rescale
+           (`rescale_noise_cfg`); z_(t-1) = scheduler.step(eps, t, z_t). `callback(i, t, latents)` is
+           called after every step (every model call: Heun's steps take two).
         4. pixels: vae.decode(z_0 / scaling_factor), mapped from [-1, 1] to [0, 1].
-        Guidance is applied only for w > 1, as in diffusers, so the two agree step for step.
+        Guidance (and its rescale) is applied only for w > 1, as in diffusers, so the two agree step for step.
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -133,6 +139,9 @@ class StableDiffusionPipeline:
         for name, value in (("guidance_scale", guidance_scale), ("eta", 0.0 if eta is None else eta)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        if isinstance(guidance_rescale, bool) or not isinstance(guidance_rescale, (int, float)) \
+                or not 0 <= guidance_rescale <= 1:
+            raise ValueError(f"guidance_rescale must be a finite number in [0, 1]; got {guidance_rescale!r}")
         self.check_memory(len(prompts), height, width)
         guided = guidance_scale > 1.0
         states, uncond = self.encode_prompt(prompts), None  # (N, 77, d)
@@ -152,7 +161,8 @@ class StableDiffusionPipeline:
             step_kwargs["eta"] = eta
         # chapter 07's loop: noise, then scheduler steps, with the guided batch of 2N when w > 1
         latents = denoise(self.unet, self.scheduler, shape, states, uncond, guidance_scale if guided else 1.0,
-                          num_inference_steps, generator, latents, progress, callback=callback, **step_kwargs)
+                          num_inference_steps, generator, latents, progress, callback=callback,
+                          guidance_rescale=guidance_rescale, **step_kwargs)
         images = self.vae.decode(latents / self.vae.config.scaling_factor)  # (N, 3, H, W) in about [-1, 1]
         return ((images.float() + 1) / 2).clamp(0, 1)
 

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from minisd.diffusion import DDPMScheduler, make_betas, rescale_zero_terminal_snr, spaced_timesteps
+from minisd.diffusion import (DDPMScheduler, make_betas, posterior_coefficients, predict_original,
+                              rescale_zero_terminal_snr, spaced_timesteps, threshold_sample)
 from minisd.configuration import FrozenDict
 
 diffusers = pytest.importorskip("diffusers")
@@ -195,3 +196,40 @@ def test_generator_list_draws_per_sample():
     a = s.step(x, 500, x, generator=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
     b = s.step(x[:1], 500, x[:1], generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a[1:], b)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_predict_original_inverts_the_closed_form(kind):
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = (torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    abar = torch.tensor(0.37, dtype=torch.float64)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    output = {"epsilon": eps, "sample": x0, "v_prediction": abar.sqrt() * eps - (1 - abar).sqrt() * x0}[kind]
+    got_x0, got_eps = predict_original(output, x_t, abar, kind)
+    torch.testing.assert_close(got_x0, x0)
+    torch.testing.assert_close(got_eps, eps)
+    with pytest.raises(ValueError, match="prediction_type"):
+        predict_original(output, x_t, abar, "x0")
+
+
+def test_posterior_coefficients_give_the_noise_form_of_the_mean_and_the_elbo_weight():
+    "mu = (x_t - beta / sqrt(1 - abar_t) eps) / sqrt(alpha_t), so the KL of two such means is w_t |eps - eps'|^2."
+    abar = torch.cumprod(1 - make_betas(1000).double(), 0)
+    gen = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(5, generator=gen, dtype=torch.float64), torch.randn(5, generator=gen, dtype=torch.float64)
+    for t in (1, 37, 500, 999):
+        x0_coeff, xt_coeff, var, beta = posterior_coefficients(abar[t], abar[t - 1])
+        x_t = abar[t].sqrt() * x0 + (1 - abar[t]).sqrt() * eps
+        mean = x0_coeff * x0 + xt_coeff * x_t
+        torch.testing.assert_close(mean, (x_t - beta / (1 - abar[t]).sqrt() * eps) / (1 - beta).sqrt())
+        torch.testing.assert_close(var, (1 - abar[t - 1]) / (1 - abar[t]) * beta)
+    _, _, first_var, _ = posterior_coefficients(abar[0], torch.tensor(1.0, dtype=torch.float64))
+    assert first_var == 1e-20  # no noise at the first step: the variance is clamped, not 0
+
+
+def test_threshold_sample_is_clipping_when_the_quantile_is_small_and_rescales_otherwise():
+    x = torch.tensor([[0.2, -0.5, 0.9, -0.1]])
+    torch.testing.assert_close(threshold_sample(x), x)  # s = 1: nothing beyond [-1, 1] to clip
+    y = torch.tensor([[3.0, -1.5, 0.5, 2.0]])
+    out = threshold_sample(y, dynamic_thresholding_ratio=1.0, sample_max_value=2.0)  # s = min(max |y|, 2) = 2
+    torch.testing.assert_close(out, torch.tensor([[1.0, -0.75, 0.25, 1.0]]))

@@ -62,7 +62,7 @@ def test_sample_and_eval_commands(demo_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sample", "--prompt", "x", "--scheduler", "euler"], "invalid choice: 'euler'"),
+    (["sample", "--prompt", "x", "--scheduler", "plms"], "invalid choice: 'plms'"),
     (["sample", "--prompt", "x", "--steps", "0"], "must be >= 1, got 0"),
     (["sample", "--prompt", "x", "--guidance", "-1"], "must be >= 0, got -1.0"),
     (["train", "--profile", "laptop"], "must be one of quick, cpu, gpu"),

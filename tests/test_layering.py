@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minisd"
 LAYERS = [
     {"core", "configuration", "modeling"},
     {"resnet", "attention", "tokenizer", "probability"},
-    {"vae", "vae_training", "unet", "data", "reader", "diffusion"},
-    {"sampling", "text_encoder", "clip", "cvae"},
+    {"vae", "vae_training", "data", "reader", "diffusion"},
+    {"sampling", "text_encoder", "clip", "cvae", "unet"},
     {"pipeline"},
     {"train"},
     {"evaluate"},

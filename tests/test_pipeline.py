@@ -53,9 +53,9 @@ def minisd_pipeline(seed=0):
                                      _perturb(UNet2DConditionModel(**UNET), seed + 3), DDIMScheduler(**SD_SCHEDULER))
 
 
-def diffusers_images(pipe, latents, guidance_scale=7.5, steps=4, negative_prompt=None):
+def diffusers_images(pipe, latents, guidance_scale=7.5, steps=4, negative_prompt=None, **kwargs):
     out = pipe(PROMPTS, num_inference_steps=steps, guidance_scale=guidance_scale, latents=latents.clone(),
-               negative_prompt=negative_prompt, output_type="pt")
+               negative_prompt=negative_prompt, **{"output_type": "pt", **kwargs})
     return out.images
 
 
@@ -74,6 +74,25 @@ def test_minisd_pipeline_loads_in_diffusers_and_agrees(tmp_path):
         b = diffusers_images(theirs, latents, scale, negative_prompt=negative)
         assert a.shape == b.shape == (2, 3, 16, 16)
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    # chapter 07's other samplers and guidance rescale: diffusers' scheduler of the same class, from our config.
+    # The final latents are compared (the random VAE would shrink differences); w = 1 applies no rescale, in both
+    for name, rescale, spacing, scale in (("ddim", 0.7, "leading", 7.5), ("euler", 0.7, "leading", 7.5),
+                                          ("euler_a", 0.7, "trailing", 7.5), ("heun", 0.7, "linspace", 7.5),
+                                          ("euler", 0.7, "linspace", 1.0)):
+        ours.scheduler = P.get_scheduler(name, dict(ours.scheduler.config, timestep_spacing=spacing))
+        theirs.scheduler = getattr(diffusers, type(ours.scheduler).__name__).from_config(dict(ours.scheduler.config))
+        seen = []
+        ours(PROMPTS, num_inference_steps=4, guidance_scale=scale, latents=latents.clone(), progress=False,
+             guidance_rescale=rescale, generator=torch.Generator().manual_seed(7),
+             callback=lambda i, t, z: seen.append(z))
+        z = diffusers_images(theirs, latents, scale, guidance_rescale=rescale, output_type="latent",
+                             generator=torch.Generator().manual_seed(7))
+        torch.testing.assert_close(seen[-1], z, atol=1e-4, rtol=0, msg=f"{name}, guidance_rescale {rescale}, w {scale}")
+    final = {}
+    for rescale in (0.0, 0.7):  # the option does something
+        ours(PROMPTS, num_inference_steps=4, guidance_scale=7.5, latents=latents.clone(), progress=False,
+             guidance_rescale=rescale, callback=lambda i, t, z: final.update({rescale: z}))
+    assert (final[0.7] - final[0.0]).abs().max() > 1e-2
 
 
 def test_diffusers_pipeline_loads_in_minisd_and_agrees(tmp_path):
@@ -104,14 +123,17 @@ def test_schedulers_swap_and_sample():
     pipe = minisd_pipeline()
     g = torch.Generator().manual_seed(0)
     steps = []
-    for name in ("ddpm", "ddim", "dpm++"):
+    for name in ("ddpm", "ddim", "dpm++", "euler", "euler_a", "heun", "HeunDiscreteScheduler"):
         pipe.scheduler = P.get_scheduler(name, pipe.scheduler.config)
         images = pipe(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=g, progress=False,
-                      callback=lambda i, t, z: steps.append(i))
+                      callback=lambda i, t, z: steps.append(i), guidance_rescale=0.5)
         assert images.shape == (2, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
-    assert steps == [0, 1, 2] * 3
+        assert torch.isfinite(images).all()
+    assert steps == [0, 1, 2] * 5 + [0, 1, 2, 3, 4] * 2  # Heun: 2N - 1 model calls for N steps
+    assert type(P.scheduler_class("euler_a")).__name__ == "type" and P.scheduler_class("euler_a").__name__ == \
+        "EulerAncestralDiscreteScheduler"
     with pytest.raises(ValueError, match="scheduler must be one of"):
-        P.get_scheduler("euler", pipe.scheduler.config)
+        P.get_scheduler("plms", pipe.scheduler.config)
 
 
 def test_bad_arguments_name_themselves():
@@ -122,6 +144,9 @@ def test_bad_arguments_name_themselves():
         pipe("a red circle", num_inference_steps=0, progress=False)
     with pytest.raises(ValueError, match="guidance_scale must be a finite number >= 0; got -1"):
         pipe("a red circle", guidance_scale=-1, progress=False)
+    for bad in (-0.1, 1.5, float("nan"), float("inf"), True, "0.7"):
+        with pytest.raises(ValueError, match="guidance_rescale must be a finite number in"):
+            pipe("a red circle", guidance_rescale=bad, progress=False)
     with pytest.raises(ValueError, match="latents must have shape"):
         pipe("a red circle", latents=torch.zeros(1, 4, 4, 4), progress=False)
     with pytest.raises(FileNotFoundError, match="no model_index.json"):

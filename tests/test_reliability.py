@@ -154,6 +154,18 @@ def test_non_finite_guidance_is_refused(checkpoint, tmp_path, capsys, value):
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.filterwarnings("ignore:a text of:UserWarning", "ignore:Tight layout:UserWarning")
+def test_the_sample_command_takes_every_sampler_and_guidance_rescale(checkpoint, tmp_path, capsys):
+    for name in ("euler", "euler_a", "heun"):
+        out = tmp_path / f"{name}.png"
+        assert main(["sample", "--checkpoint", str(checkpoint), "--prompt", "a red circle", "--steps", "2",
+                     "--scheduler", name, "--guidance-rescale", "0.7", "--out", str(out)]) == 0, capsys.readouterr()
+        assert out.is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        _sample(checkpoint, tmp_path, "--guidance-rescale", "1.5")
+    assert exit_info.value.code == 2 and "must be <= 1" in capsys.readouterr().err
+
+
 def test_a_huge_image_is_refused_at_once_with_the_figure(checkpoint, tmp_path, capsys):
     t0 = time.perf_counter()
     assert _sample(checkpoint, tmp_path, "--height", "1000000") == 2
@@ -192,7 +204,8 @@ def test_fuzz_the_sample_command(checkpoint, tmp_path, capsys):
         "--height": ["32", "16", "8", "4", "30", "0", "-32", "1000000", "3.2"],
         "--width": ["32", "64", "12", "999999999"],
         "--seed": ["0", "-1", "123456789", "x"],
-        "--scheduler": ["ddim", "ddpm", "dpm++", "euler", ""],
+        "--scheduler": ["ddim", "ddpm", "dpm++", "euler", "euler_a", "heun", "plms", ""],
+        "--guidance-rescale": ["0", "0.7", "1", "-0.1", "1.5", "nan", "x"],
         "--prompt": ["a red circle", "", "unicode: 圆形 ü ✓", "word " * 200],
     }
     outcomes = {0: 0, 2: 0}
@@ -227,6 +240,7 @@ def test_fuzz_the_pipeline_arguments(checkpoint):
         "guidance_scale": [0.0, 1.0, 3.0, float("nan"), float("inf"), -2.0, True, "3"],
         "height": [None, 32, 16, 30, 0, -8, 10**6, 32.0],
         "eta": [None, 0.0, 1.0, float("nan"), -1.0],
+        "guidance_rescale": [0.0, 0.7, 1.0, -0.1, 1.5, float("nan"), True],
     }
     for _ in range(30):
         kwargs = {k: rng.choice(v) for k, v in values.items() if rng.random() < 0.7}
@@ -288,7 +302,8 @@ def test_fuzz_the_eval_and_train_commands(checkpoint, tmp_path, capsys):
     "Random eval arguments (cheap: one prompt, one step), and train arguments refused before any training."
     rng = random.Random(2)
     eval_choices = {"--prompts": ["1", "0", "-1", "x"], "--steps": ["1", "0", "nan"],
-                    "--guidance": ["1", "inf", "-2"], "--scheduler": ["ddim", "dpm++", "plms"], "--seed": ["0", "x"],
+                    "--guidance": ["1", "inf", "-2"], "--scheduler": ["ddim", "dpm++", "heun", "plms"],
+                    "--seed": ["0", "x"],
                     "--profile": ["quick", "laptop"]}
     train_choices = [["--stage", "everything"], ["--profile", "big"],
                      ["--stage", "unet", "--out", str(tmp_path / "none")], ["--out", "/proc/minisd-cannot-write-here"],
