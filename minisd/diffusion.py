@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['BETA_SCHEDULES', 'betas_for_alpha_bar', 'make_betas', 'rescale_zero_terminal_snr', 'spaced_timesteps',
-           'SchedulerMixin', 'DDPMScheduler']
+           'predict_original', 'threshold_sample', 'SchedulerMixin', 'posterior_coefficients', 'DDPMScheduler']
 
 # %% ../chapters/05_diffusion.ipynb #4055c566
 import math
@@ -39,7 +39,7 @@ def betas_for_alpha_bar(num_diffusion_timesteps, max_beta=0.999, alpha_transform
                  max_beta) for i in range(num_diffusion_timesteps)]
     return torch.tensor(betas, dtype=torch.float32)
 
-
+# %% ../chapters/05_diffusion.ipynb #3e804304
 def make_betas(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
                trained_betas=None):
     """The T noise variances beta_1..beta_T of the forward process, as diffusers computes them.
@@ -60,12 +60,14 @@ def make_betas(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_
         return torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (beta_end - beta_start) + beta_start
     raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}; got {beta_schedule!r}")
 
-
+# %% ../chapters/05_diffusion.ipynb #99535544
 def rescale_zero_terminal_snr(betas):
     """Shift and scale sqrt(alpha_bar) so that the last step is pure noise (SNR_T = 0).
 
     Lin et al. (2023), "Common Diffusion Noise Schedules and Sample Steps are Flawed", Algorithm 1:
-    sqrt(alpha_bar) keeps its first value and its last becomes 0.
+    with r_t = sqrt(alpha_bar_t), r_t -> (r_t - r_T) * r_1 / (r_1 - r_T): the first value stays, the last
+    becomes 0; the betas follow from alpha_t = alpha_bar_t / alpha_bar_{t-1}.
+    Train with v-prediction and sample with "trailing" timesteps, which start at t = T.
     """
     abar_sqrt = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = abar_sqrt[0].clone(), abar_sqrt[-1].clone()
@@ -99,6 +101,38 @@ def _expand(coef, like):
     "Per-sample coefficients (B,) -> (B, 1, 1, ...) so they broadcast over `like`."
     coef = coef.flatten()
     return coef.reshape(coef.shape + (1,) * (like.ndim - 1))
+
+# %% ../chapters/05_diffusion.ipynb #73cdacf2
+def predict_original(model_output, sample, alpha_prod_t, prediction_type="epsilon"):
+    """x_0 and eps from the model's output at x_t, whatever it predicts: (pred_original_sample, pred_epsilon).
+
+    All three invert x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps (abar = `alpha_prod_t`):
+      epsilon:      x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar);
+      sample:       x_0 is the output; eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar);
+      v_prediction: v = sqrt(abar) eps - sqrt(1 - abar) x_0, so x_0 = sqrt(abar) x_t - sqrt(1 - abar) v
+                    and eps = sqrt(abar) v + sqrt(1 - abar) x_t (as abar + (1 - abar) = 1).
+    """
+    check_choice("prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
+    beta_prod_t = 1 - alpha_prod_t
+    if prediction_type == "epsilon":
+        return (sample - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5), model_output
+    if prediction_type == "sample":
+        return model_output, (sample - alpha_prod_t ** (0.5) * model_output) / beta_prod_t ** (0.5)
+    return ((alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output,
+            (alpha_prod_t**0.5) * model_output + (beta_prod_t**0.5) * sample)
+
+# %% ../chapters/05_diffusion.ipynb #cd3d5373
+def threshold_sample(sample, dynamic_thresholding_ratio=0.995, sample_max_value=1.0):
+    """Dynamic thresholding (Imagen, Saharia et al. 2022) of x_0 estimates (B, ...).
+
+    Per sample, s = the `dynamic_thresholding_ratio` quantile of |x_0|, kept in [1, `sample_max_value`];
+    then x_0 -> clamp(x_0, -s, s) / s. With s = 1 it is plain clipping to [-1, 1].
+    """
+    dtype, (b, *rest) = sample.dtype, sample.shape
+    flat = sample.float().reshape(b, -1)
+    s = torch.quantile(flat.abs(), dynamic_thresholding_ratio, dim=1)
+    s = s.clamp(min=1, max=sample_max_value).unsqueeze(1)
+    return (flat.clamp(-s, s) / s).reshape(b, *rest).to(dtype)
 
 # %% ../chapters/05_diffusion.ipynb #177d7e95
 class SchedulerMixin(ConfigMixin):
@@ -153,51 +187,46 @@ class SchedulerMixin(ConfigMixin):
         return sample
 
     def add_noise(self, original_samples, noise, timesteps):
-        """The forward process in one jump: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
-
-        `timesteps` holds one integer per sample (B,); x_0 and eps are (B, ...).
-        """
+        "The forward process in one jump: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, one t per sample."
         abar = self.alphas_cumprod.to(device=original_samples.device, dtype=original_samples.dtype)
-        abar = abar[timesteps.to(original_samples.device)]
-        return _expand(abar**0.5, original_samples) * original_samples + _expand((1 - abar) ** 0.5, noise) * noise
+        abar = _expand(abar[timesteps.to(original_samples.device)], original_samples)
+        return abar**0.5 * original_samples + (1 - abar) ** 0.5 * noise
 
     def get_velocity(self, sample, noise, timesteps):
-        """The v-prediction target (Salimans & Ho 2022): v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0."""
-        abar = self.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)[timesteps.to(sample.device)]
-        return _expand(abar**0.5, noise) * noise - _expand((1 - abar) ** 0.5, sample) * sample
+        "The v-prediction target (Salimans & Ho 2022): v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0."
+        abar = self.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)
+        abar = _expand(abar[timesteps.to(sample.device)], sample)
+        return abar**0.5 * noise - (1 - abar) ** 0.5 * sample
 
     def _threshold_sample(self, sample):
-        """Dynamic thresholding (Imagen, Saharia et al. 2022): clip x_0 to the per-sample quantile s of
-        |x_0| (s at least 1, at most `sample_max_value`) and divide by s."""
-        dtype, (b, *rest) = sample.dtype, sample.shape
-        flat = sample.float().reshape(b, -1)
-        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
-        s = s.clamp(min=1, max=self.config.sample_max_value).unsqueeze(1)
-        return (flat.clamp(-s, s) / s).reshape(b, *rest).to(dtype)
+        return threshold_sample(sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value)
 
     def _predict_original(self, model_output, sample, alpha_prod_t):
-        """x_0 and eps from the model's output, whatever it predicts (x_t = sqrt(abar) x_0 + sqrt(1-abar) eps).
-
-        epsilon: x_0 = (x_t - sqrt(1-abar) eps) / sqrt(abar); sample: x_0 is the output;
-        v_prediction: x_0 = sqrt(abar) x_t - sqrt(1-abar) v and eps = sqrt(abar) v + sqrt(1-abar) x_t.
-        """
-        beta_prod_t = 1 - alpha_prod_t
-        kind = self.config.prediction_type  # checked by the constructor; the config is frozen
-        if kind == "epsilon":
-            pred_original_sample = (sample - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
-            pred_epsilon = model_output
-        elif kind == "sample":
-            pred_original_sample = model_output
-            pred_epsilon = (sample - alpha_prod_t ** (0.5) * pred_original_sample) / beta_prod_t ** (0.5)
-        else:
-            pred_original_sample = (alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output
-            pred_epsilon = (alpha_prod_t**0.5) * model_output + (beta_prod_t**0.5) * sample
+        "`predict_original` for the config's `prediction_type`, then the config's thresholding or clipping of x_0."
+        x0, eps = predict_original(model_output, sample, alpha_prod_t, self.config.prediction_type)
         if self.config.thresholding:
-            pred_original_sample = self._threshold_sample(pred_original_sample)
+            x0 = self._threshold_sample(x0)
         elif self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_original_sample = pred_original_sample.clamp(-r, r)
-        return pred_original_sample, pred_epsilon
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        return x0, eps
+
+# %% ../chapters/05_diffusion.ipynb #b9828acc
+def posterior_coefficients(alpha_prod_t, alpha_prod_t_prev):
+    """q(x_s | x_t, x_0) = N(x0_coeff x_0 + xt_coeff x_t, variance I) for s < t, from abar_t and abar_s.
+
+    With a = abar_t / abar_s (alpha_t when s = t - 1) and b = 1 - a (beta_t), Bayes' rule for two
+    Gaussians (Ho et al. 2020, eqs. 6-7) gives
+      x0_coeff = sqrt(abar_s) b / (1 - abar_t),   xt_coeff = sqrt(a) (1 - abar_s) / (1 - abar_t),
+      variance = (1 - abar_s) / (1 - abar_t) b    (clamped at 1e-20: it is 0 at the first step).
+    Returns (x0_coeff, xt_coeff, variance, b); b is DDPM's other choice of variance, "fixed_large".
+    """
+    beta_prod_t, beta_prod_t_prev = 1 - alpha_prod_t, 1 - alpha_prod_t_prev
+    current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+    current_beta_t = 1 - current_alpha_t
+    x0_coeff = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
+    xt_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
+    variance = torch.clamp(beta_prod_t_prev / beta_prod_t * current_beta_t, min=1e-20)
+    return x0_coeff, xt_coeff, variance, current_beta_t
 
 # %% ../chapters/05_diffusion.ipynb #6684e397
 class DDPMScheduler(SchedulerMixin):
@@ -226,16 +255,16 @@ class DDPMScheduler(SchedulerMixin):
         "Choose the timesteps to sample with: `num_inference_steps` spaced by the config, or your own `timesteps`."
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("pass exactly one of num_inference_steps and timesteps")
-        if timesteps is not None:
+        custom = timesteps is not None
+        if custom:
             timesteps = np.array(timesteps, dtype=np.int64)
             if np.any(np.diff(timesteps) >= 0) or timesteps[0] >= self.config.num_train_timesteps:
                 raise ValueError(f"timesteps must descend and start below {self.config.num_train_timesteps}")
-            self.custom_timesteps = True
         else:
             timesteps = spaced_timesteps(self.config.timestep_spacing, self.config.num_train_timesteps,
                                          num_inference_steps, self.config.steps_offset)
-            self.custom_timesteps = False
             self.num_inference_steps = num_inference_steps
+        self.custom_timesteps = custom
         self.timesteps = torch.from_numpy(timesteps).to(device)
 
     def previous_timestep(self, timestep):
@@ -246,26 +275,12 @@ class DDPMScheduler(SchedulerMixin):
         return timestep - 1
 
     def posterior(self, original_sample, sample, timestep, prev_timestep=None):
-        """Mean and variance of q(x_s | x_t, x_0) for s = `prev_timestep` < t (default: the previous step).
-
-        With a = alpha_bar_t / alpha_bar_s and b = 1 - a (one DDPM step when s = t-1), Bayes' rule for
-        Gaussians (Ho et al. 2020, eq. 7) gives
-          mean = sqrt(alpha_bar_s) b / (1 - alpha_bar_t) x_0 + sqrt(a) (1 - alpha_bar_s) / (1 - alpha_bar_t) x_t,
-          variance = (1 - alpha_bar_s) / (1 - alpha_bar_t) b   ("fixed_small"; "fixed_large" uses b).
-        """
+        "Mean and variance of q(x_s | x_t, x_0) for s = `prev_timestep` < t (default: the previous step)."
         prev_t = self.previous_timestep(timestep) if prev_timestep is None else prev_timestep
-        alpha_prod_t = self.alphas_cumprod[timestep]
         alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
-        beta_prod_t, beta_prod_t_prev = 1 - alpha_prod_t, 1 - alpha_prod_t_prev
-        current_alpha_t = alpha_prod_t / alpha_prod_t_prev
-        current_beta_t = 1 - current_alpha_t
-        x0_coeff = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
-        xt_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
-        mean = x0_coeff * original_sample + xt_coeff * sample
-        variance = torch.clamp(beta_prod_t_prev / beta_prod_t * current_beta_t, min=1e-20)
-        if self.config.variance_type == "fixed_large":
-            variance = current_beta_t
-        return mean, variance
+        x0_coeff, xt_coeff, variance, beta = posterior_coefficients(self.alphas_cumprod[timestep], alpha_prod_t_prev)
+        variance = beta if self.config.variance_type == "fixed_large" else variance
+        return x0_coeff * original_sample + xt_coeff * sample, variance
 
     def step(self, model_output, timestep, sample, generator=None):
         """One ancestral step x_t -> x_{t-1} ~ N(posterior mean with x_0 = the model's estimate, posterior variance).
@@ -273,11 +288,10 @@ class DDPMScheduler(SchedulerMixin):
         model_output: the model's prediction at (x_t, t), of the config's `prediction_type`.
         Noise comes from `generator` (torch.Generator or one per sample); none is added at t = 0.
         """
-        t = timestep
-        pred_original_sample, _ = self._predict_original(model_output, sample, self.alphas_cumprod[t])
+        pred_original_sample, _ = self._predict_original(model_output, sample, self.alphas_cumprod[timestep])
         self.last_pred_original_sample = pred_original_sample
-        mean, variance = self.posterior(pred_original_sample, sample, t)
-        if t > 0:
+        mean, variance = self.posterior(pred_original_sample, sample, timestep)
+        if timestep > 0:
             noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
                                  dtype=model_output.dtype)
             mean = mean + variance**0.5 * noise
