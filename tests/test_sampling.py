@@ -215,15 +215,6 @@ EULER_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", list(EULER_CONFIGS))
-@pytest.mark.parametrize("spacing", SPACINGS)
-@pytest.mark.parametrize("steps", [1, 4, 25])
-def test_euler_matches_diffusers(name, spacing, steps):
-    cfg = dict(EULER_CONFIGS[name], timestep_spacing=spacing)
-    worst = compare_sigma_schedulers(EulerDiscreteScheduler(**cfg), diffusers.EulerDiscreteScheduler(**cfg), steps)
-    assert worst <= 1e-6, worst
-
-
 @pytest.mark.parametrize("spacing", SPACINGS)
 def test_euler_churn_matches_diffusers(spacing):
     "The EDM sampler's churn: noise added before each step, from the same seeded generator."
@@ -242,15 +233,6 @@ ANCESTRAL_CONFIGS = {  # diffusers' Euler ancestral has no Karras option and ref
 }
 
 
-@pytest.mark.parametrize("name", list(ANCESTRAL_CONFIGS))
-@pytest.mark.parametrize("spacing", SPACINGS)
-@pytest.mark.parametrize("steps", [1, 4, 25])
-def test_euler_ancestral_matches_diffusers(name, spacing, steps):
-    cfg = dict(ANCESTRAL_CONFIGS[name], timestep_spacing=spacing)
-    ours, ref = EulerAncestralDiscreteScheduler(**cfg), diffusers.EulerAncestralDiscreteScheduler(**cfg)
-    assert compare_sigma_schedulers(ours, ref, steps) <= 1e-6
-
-
 HEUN_CONFIGS = {
     "sd": SD,  # Heun takes clip_sample (off in SD's config)
     "sd_karras": dict(SD, use_karras_sigmas=True),
@@ -263,14 +245,27 @@ HEUN_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", list(HEUN_CONFIGS))
+# (our class, diffusers' class name, configs, step counts): every config in every spacing
+SIGMA_SCHEDULERS = {
+    "euler": (EulerDiscreteScheduler, "EulerDiscreteScheduler", EULER_CONFIGS, [1, 4, 25]),
+    "euler_a": (EulerAncestralDiscreteScheduler, "EulerAncestralDiscreteScheduler", ANCESTRAL_CONFIGS, [1, 4, 25]),
+    "heun": (HeunDiscreteScheduler, "HeunDiscreteScheduler", HEUN_CONFIGS, [1, 4, 12]),
+}
+SIGMA_CASES = [(kind, name, steps) for kind, (_, _, configs, counts) in SIGMA_SCHEDULERS.items()
+               for name in configs for steps in counts]
+
+
+@pytest.mark.parametrize("kind,name,steps", SIGMA_CASES)
 @pytest.mark.parametrize("spacing", SPACINGS)
-@pytest.mark.parametrize("steps", [1, 4, 12])
-def test_heun_matches_diffusers(name, spacing, steps):
-    cfg = dict(HEUN_CONFIGS[name], timestep_spacing=spacing)
-    ours, ref = HeunDiscreteScheduler(**cfg), diffusers.HeunDiscreteScheduler(**cfg)
-    assert compare_sigma_schedulers(ours, ref, steps) <= 1e-6
-    assert len(ours.timesteps) == 2 * steps - 1 and ours.order == ref.order == 2
+def test_sigma_schedulers_match_diffusers(kind, name, steps, spacing):
+    "Euler, Euler ancestral (same seeded generator on both sides) and Heun: a whole loop within 1e-6 of diffusers."
+    cls, ref_name, configs, _ = SIGMA_SCHEDULERS[kind]
+    cfg = dict(configs[name], timestep_spacing=spacing)
+    ours, ref = cls(**cfg), getattr(diffusers, ref_name)(**cfg)
+    worst = compare_sigma_schedulers(ours, ref, steps)
+    assert worst <= 1e-6, worst
+    if kind == "heun":  # the doubled timesteps: N steps, 2N - 1 model calls
+        assert len(ours.timesteps) == 2 * steps - 1 and ours.order == ref.order == 2
 
 
 def test_sigma_schedulers_before_set_timesteps_and_add_noise():
