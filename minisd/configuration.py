@@ -141,22 +141,9 @@ def register_to_config(init):
     return wrapper
 
 # %% ../chapters/00c_configuration.ipynb #c8f1a1fb
-class ConfigMixin:
-    """A config that reads and writes diffusers' JSON file, with one policy for the keys it meets.
+class _ConfigKeys:
+    "Step 1 of `ConfigMixin` (below): which keys of a config a class takes, and what becomes of the others."
 
-    The policy, for every model and scheduler in minisd (`check_config_keys`):
-    - keys starting with "_" (`_class_name`, `_diffusers_version`, ...) and the class's
-      `_metadata_keys` (transformers' `model_type`, ...) describe the file, not the model: skipped;
-    - keys the constructor takes are used;
-    - diffusers options minisd does not build (`_known_off`) are accepted at their "off" value
-      only, and refused with NotImplementedError otherwise;
-    - a config written by another class of the same family (a DDPM config read by the DDIM
-      sampler), or a key that another member of the family takes, lends only the keys this class
-      takes;
-    - anything else is refused with a TypeError naming the key and the file.
-    """
-
-    config_name = "config.json"
     _known_off = {}  # diffusers option -> the only value minisd accepts
     _metadata_keys = ()
     _track_defaults = False
@@ -202,6 +189,10 @@ class ConfigMixin:
             else:
                 raise TypeError(f"{cls.__name__} has no config key {key!r}{where}; it takes {', '.join(sorted(keys))}")
         return drop
+
+# %% ../chapters/00c_configuration.ipynb #522cfc31
+class _ConfigValues(_ConfigKeys):
+    "Step 2 of `ConfigMixin`: the values' types, and a new object from a config."
 
     @classmethod
     def check_config_values(cls, config, source=None):
@@ -252,6 +243,24 @@ class ConfigMixin:
         if unknown:
             raise TypeError(f"{type(self).__name__} has no config keys {sorted(unknown)}")
         self.config = FrozenDict({**self.config, **{k: _plain(v) for k, v in updates.items()}})
+
+# %% ../chapters/00c_configuration.ipynb #40d3bde9
+class ConfigMixin(_ConfigValues):
+    """A config that reads and writes diffusers' JSON file, with one policy for the keys it meets.
+
+    The policy, for every model and scheduler in minisd (`check_config_keys`):
+    - keys starting with "_" (`_class_name`, `_diffusers_version`, ...) and the class's
+      `_metadata_keys` (transformers' `model_type`, ...) describe the file, not the model: skipped;
+    - keys the constructor takes are used;
+    - diffusers options minisd does not build (`_known_off`) are accepted at their "off" value
+      only, and refused with NotImplementedError otherwise;
+    - a config written by another class of the same family (a DDPM config read by the DDIM
+      sampler), or a key that another member of the family takes, lends only the keys this class
+      takes;
+    - anything else is refused with a TypeError naming the key and the file.
+    """
+
+    config_name = "config.json"
 
     def config_to_save(self):
         "What `config.json` holds: the class, the format version, then every key (diffusers' layout)."

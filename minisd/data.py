@@ -22,8 +22,8 @@ from .core import cache_dir, get_profile, to_numpy_images
 
 # %% ../chapters/00b_captioned_shapes.ipynb #084c02cf
 SHAPES = ("circle", "square", "triangle")
-# The palette (RGB, 0-255), fixed once for the whole course. Every colour is bright (max channel
-# 230-240), so brightness separates shape from background and hue alone names the colour.
+# The palette (RGB, 0-255), fixed once for the whole course. Every colour is bright (its largest
+# channel is 200 to 240), so brightness separates shape from background and hue names the colour.
 COLOURS = {
     "red": (230, 30, 30),
     "green": (30, 200, 30),
@@ -80,7 +80,9 @@ def coverage(shape, cx, cy, r, image_size):
     """Fraction of each pixel covered by the shape, (N,) parameters -> (N, H, W) in [0, 1].
 
     Anti-aliasing from the signed distance d (in pixels): a pixel whose centre lies d outside
-    the edge is covered 0.5 - d, clamped to [0, 1]; exact for straight edges.
+    the edge is covered 0.5 - d, clamped to [0, 1]. That is the exact covered fraction only where
+    a straight edge parallel to the pixel's sides crosses it (the square's sides); along a slanted
+    or curved edge (the triangle, the circle) and at a corner it is an approximation.
     """
     u = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size  # pixel centres
     dx = u[None, None, :] - cx[:, None, None]  # (N, 1, W)

@@ -104,16 +104,8 @@ def save_whole(part, path):
     os.replace(tmp, path)
 
 # %% ../chapters/00d_model_files.ipynb #abcdb444
-class ModelMixin(nn.Module, ConfigMixin):
-    """The contract every minisd model keeps: diffusers' (or transformers') files, device, dtype, eval.
-
-    A subclass decorates `__init__` with `register_to_config` (or, like CLIP, builds its config
-    itself) and may convert old state-dict names in `convert_state_dict`. Then:
-    - `save_pretrained(folder)` writes `config_name` and `weights_name` (safetensors) and returns the folder;
-    - `from_pretrained(folder, subfolder=None, device=None, dtype=None)` builds the model from the
-      config (the policy of `ConfigMixin`), loads the weights with strict keys, moves it to
-      `device` / `dtype` if given and returns it in eval mode. Nothing is ever unpickled.
-    """
+class _ModelFiles(nn.Module, ConfigMixin):
+    "Step 1 of `ModelMixin` (below): device, dtype and writing the files."
 
     weights_name = "diffusion_pytorch_model.safetensors"
 
@@ -124,6 +116,32 @@ class ModelMixin(nn.Module, ConfigMixin):
     @property
     def dtype(self):
         return next(self.parameters()).dtype
+
+    @classmethod
+    def convert_state_dict(cls, state_dict):
+        "Rename keys of older checkpoints to today's names; the identity unless a model overrides it."
+        return state_dict
+
+    def save_pretrained(self, folder):
+        "Write the config and the weights (safetensors, contiguous CPU tensors); returns the folder."
+        from safetensors.torch import save_file
+
+        folder = self.save_config(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, folder / self.weights_name, metadata={"format": "pt"})
+        return folder
+
+# %% ../chapters/00d_model_files.ipynb #55eb13a4
+class ModelMixin(_ModelFiles):
+    """The contract every minisd model keeps: diffusers' (or transformers') files, device, dtype, eval.
+
+    A subclass decorates `__init__` with `register_to_config` (or, like CLIP, builds its config
+    itself) and may convert old state-dict names in `convert_state_dict`. Then:
+    - `save_pretrained(folder)` writes `config_name` and `weights_name` (safetensors) and returns the folder;
+    - `from_pretrained(folder, subfolder=None, device=None, dtype=None)` builds the model from the
+      config (the policy of `ConfigMixin`), loads the weights with strict keys, moves it to
+      `device` / `dtype` if given and returns it in eval mode. Nothing is ever unpickled.
+    """
 
     @classmethod
     def check_weights(cls, config, weights, source=None):
@@ -157,20 +175,6 @@ class ModelMixin(nn.Module, ConfigMixin):
         if need > have:
             raise MemoryError(f"{source} describes a model of {need / 2**30:.1f} GiB; this machine has "
                               f"{have / 2**30:.1f} GiB available")
-
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        "Rename keys of older checkpoints to today's names; the identity unless a model overrides it."
-        return state_dict
-
-    def save_pretrained(self, folder):
-        "Write the config and the weights (safetensors, contiguous CPU tensors); returns the folder."
-        from safetensors.torch import save_file
-
-        folder = self.save_config(folder)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, folder / self.weights_name, metadata={"format": "pt"})
-        return folder
 
     @classmethod
     def from_pretrained(cls, folder, subfolder=None, device=None, dtype=None):
