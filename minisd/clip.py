@@ -36,7 +36,9 @@ class ImageEncoder(nn.Module):
         layers, c_in = [], 3
         for i in range(stages):
             c = channels[min(i, len(channels) - 1)]
-            k = 4 if i == 0 else 3  # the first conv sees 4x4 patches: a patchify stem
+            # the first conv reads 4x4 windows with stride 2 and padding 1: neighbouring windows overlap
+            # by 2 pixels (unlike a ViT's patchify stem, whose stride equals its kernel)
+            k = 4 if i == 0 else 3
             layers += [nn.Conv2d(c_in, c, k, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
         self.conv = nn.Sequential(*layers)

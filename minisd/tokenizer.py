@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['BYTE_ENCODER', 'BYTE_DECODER', 'WHITESPACE', 'CONTRACTIONS', 'MODEL_MAX_LENGTH', 'BOS_TOKEN', 'EOS_TOKEN',
            'bytes_to_unicode', 'normalize', 'pre_tokenize', 'merge_pair', 'initial_symbols', 'bpe', 'byte_words',
-           'train_bpe', 'CLIPTokenizer']
+           'train_bpe', 'clip_vocab', 'split_special_tokens', 'read_tokenizer_files', 'write_tokenizer_files',
+           'CLIPTokenizer']
 
 # %% ../chapters/04a_tokenizer.ipynb #dfb90ff6
 import json
@@ -154,11 +155,90 @@ def train_bpe(texts, num_merges=1000, min_frequency=2):
         splits = {w: merge_pair(syms, *best) for w, syms in splits.items()}
     return merges
 
-# %% ../chapters/04a_tokenizer.ipynb #23edc676
+# %% ../chapters/04a_tokenizer.ipynb #75ceb66d
 MODEL_MAX_LENGTH = 77  # CLIP's context length (Radford et al. 2021); SD's tokenizer_config.json
 BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"  # CLIP's special tokens (ids 49406, 49407)
 
 
+def clip_vocab(merges, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN):
+    """CLIP's vocabulary layout -> {token: id}: the 256 byte-characters (id = byte value), the same 256
+    with `</w>`, one token per merge (the merged pair, in rank order, each new token once), then the
+    two special tokens."""
+    tokens = list(BYTE_ENCODER.values())
+    tokens += [t + "</w>" for t in tokens]
+    seen = set(tokens)
+    for a, b in merges:
+        if a + b not in seen:
+            tokens.append(a + b)
+            seen.add(a + b)
+    tokens += [bos_token, eos_token]
+    return {t: i for i, t in enumerate(tokens)}
+
+# %% ../chapters/04a_tokenizer.ipynb #1dedffcf
+def split_special_tokens(text, special_tokens):
+    """Cut the raw text at the special tokens: [(piece, is_special), ...].
+
+    `special_tokens` is tried in the order given at every position (give the longest first)."""
+    out, i, start = [], 0, 0
+    while i < len(text):
+        tok = next((s for s in special_tokens if text.startswith(s, i)), None)
+        if tok is None:
+            i += 1
+            continue
+        if start < i:
+            out.append((text[start:i], False))
+        out.append((tok, True))
+        i = start = i + len(tok)
+    if start < len(text):
+        out.append((text[start:], False))
+    return out
+
+# %% ../chapters/04a_tokenizer.ipynb #54317ddc
+def read_tokenizer_files(folder):
+    """-> (vocab, merges, config) from CLIP's `vocab.json` + `merges.txt` or from `tokenizer.json`;
+    `config` holds the special tokens and `model_max_length` of `tokenizer_config.json` (if present)."""
+    folder = Path(folder)
+    own_files = (folder / "vocab.json").exists() or (folder / "tokenizer.json").exists()
+    if (folder / "tokenizer").is_dir() and not own_files:
+        folder = folder / "tokenizer"  # a diffusers pipeline folder
+    config = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if (folder / name).exists():
+            config.update(json.loads((folder / name).read_text(encoding="utf-8")))
+    if (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+        merges = [tuple(ln.split(" ")) for ln in lines if ln and not ln.startswith("#version")]
+    elif (folder / "tokenizer.json").exists():
+        model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        if model.get("type") != "BPE" or model.get("end_of_word_suffix") != "</w>":
+            raise ValueError(f"{folder}/tokenizer.json is not a CLIP BPE tokenizer (type {model.get('type')!r}, "
+                             f"end_of_word_suffix {model.get('end_of_word_suffix')!r}; expected 'BPE' and '</w>')")
+        vocab = model["vocab"]
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    else:
+        raise FileNotFoundError(f"{folder} has neither vocab.json + merges.txt nor tokenizer.json")
+    args = {k: (v["content"] if isinstance(v, dict) else v) for k, v in config.items()
+            if k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**6:
+        args["model_max_length"] = config["model_max_length"]  # transformers writes 1e30 for "no limit"
+    return vocab, merges, args
+
+
+def write_tokenizer_files(folder, vocab, merges, special_tokens, model_max_length):
+    """Write CLIP's files: vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json -> folder.
+
+    `special_tokens` maps bos_token, eos_token, unk_token and pad_token to their strings."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    (folder / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=2), encoding="utf-8")
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": model_max_length, **special_tokens}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder
+
+# %% ../chapters/04a_tokenizer.ipynb #23edc676
 class CLIPTokenizer:
     """CLIP's byte-level BPE tokenizer, with transformers' names, files and ids.
 
@@ -190,43 +270,23 @@ class CLIPTokenizer:
     def __len__(self):
         return len(self.encoder)
 
-    def _split_special(self, text):
-        "Cut the raw text at special tokens: [(piece, is_special), ...]."
-        out, i, start = [], 0, 0
-        while i < len(text):
-            tok = next((s for s in self.special_tokens if text.startswith(s, i)), None)
-            if tok is None:
-                i += 1
-                continue
-            if start < i:
-                out.append((text[start:i], False))
-            out.append((tok, True))
-            i = start = i + len(tok)
-        if start < len(text):
-            out.append((text[start:], False))
-        return out
-
-    def _bpe(self, word):
-        if word not in self._cache:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[word] = bpe(word, self.ranks)
-        return self._cache[word]
-
     def tokenize(self, text):
         "The BPE tokens of `text`, without special tokens added (special tokens in the text are kept)."
         tokens = []
-        for piece, special in self._split_special(text):
+        for piece, special in split_special_tokens(text, self.special_tokens):
             if special:
                 tokens.append(piece)
                 continue
             for w in byte_words(piece):
-                tokens += self._bpe(w)
+                if w not in self._cache:  # bpe() once per distinct word
+                    if len(self._cache) > 10_000:
+                        self._cache.clear()
+                    self._cache[w] = bpe(w, self.ranks)
+                tokens += self._cache[w]
         return tokens
 
     def convert_tokens_to_ids(self, tokens):
-        unk = self.unk_token_id
-        return [self.encoder.get(t, unk) for t in tokens]
+        return [self.encoder.get(t, self.unk_token_id) for t in tokens]
 
     def encode(self, text, add_special_tokens=True, truncation=True, max_length=None):
         """`text` -> list of ids: [bos] + tokens + [eos], truncated to `max_length` (default 77) with a warning once."""
@@ -244,11 +304,8 @@ class CLIPTokenizer:
         return [self.bos_token_id, *ids, self.eos_token_id] if add_special_tokens else ids
 
     def __call__(self, text, padding="max_length", max_length=None, truncation=True):
-        """One string or a list of strings -> LongTensor (B, L) of ids.
-
-        `padding="max_length"` pads to `max_length` (default 77), `"longest"` to the longest text;
-        padding uses `pad_token_id`.
-        """
+        """One string or a list of strings -> LongTensor (B, L) of ids, padded with `pad_token_id`:
+        to `max_length` (default 77) with `padding="max_length"`, to the longest text with `"longest"`."""
         texts = [text] if isinstance(text, str) else list(text)
         if padding not in ("max_length", "longest"):
             raise ValueError(f"padding must be 'max_length' or 'longest'; got {padding!r}")
@@ -260,8 +317,7 @@ class CLIPTokenizer:
 
     def decode(self, ids, skip_special_tokens=False):
         "ids -> text: tokens joined, bytes decoded (invalid UTF-8 -> U+FFFD), `</w>` -> space, stripped."
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         specials = {self.encoder[t] for t in self.special_tokens}
         text = "".join(self.decoder[i] for i in ids if not (skip_special_tokens and i in specials))
         raw = bytes(BYTE_DECODER.get(c, ord("?")) for c in text).decode("utf-8", errors="replace")
@@ -274,56 +330,17 @@ class CLIPTokenizer:
     def train(cls, texts, num_merges=1000, min_frequency=2, **kwargs):
         "A tokenizer whose merges are learned from `texts` (see `train_bpe`); vocabulary in CLIP's layout."
         merges = train_bpe(texts, num_merges, min_frequency)
-        tokens = list(BYTE_ENCODER.values())
-        tokens += [t + "</w>" for t in tokens]
-        seen = set(tokens)
-        for a, b in merges:
-            if a + b not in seen:
-                tokens.append(a + b)
-                seen.add(a + b)
-        tokens += [kwargs.get("bos_token", BOS_TOKEN), kwargs.get("eos_token", EOS_TOKEN)]
-        return cls({t: i for i, t in enumerate(tokens)}, merges, **kwargs)
+        special = {k: kwargs[k] for k in ("bos_token", "eos_token") if k in kwargs}
+        return cls(clip_vocab(merges, **special), merges, **kwargs)
 
     @classmethod
     def from_pretrained(cls, folder, **kwargs):
         """Read `vocab.json` + `merges.txt`, or `tokenizer.json`; plus `tokenizer_config.json` if present."""
-        folder = Path(folder)
-        own_files = (folder / "vocab.json").exists() or (folder / "tokenizer.json").exists()
-        if (folder / "tokenizer").is_dir() and not own_files:
-            folder = folder / "tokenizer"  # a diffusers pipeline folder
-        config = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):
-            if (folder / name).exists():
-                config.update(json.loads((folder / name).read_text(encoding="utf-8")))
-        if (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-            lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
-            merges = [tuple(ln.split(" ")) for ln in lines if ln and not ln.startswith("#version")]
-        elif (folder / "tokenizer.json").exists():
-            model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
-            if model.get("type") != "BPE" or model.get("end_of_word_suffix") != "</w>":
-                raise ValueError(f"{folder}/tokenizer.json is not a CLIP BPE tokenizer (type {model.get('type')!r}, "
-                                 f"end_of_word_suffix {model.get('end_of_word_suffix')!r}; expected 'BPE' and '</w>')")
-            vocab = model["vocab"]
-            merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-        else:
-            raise FileNotFoundError(f"{folder} has neither vocab.json + merges.txt nor tokenizer.json")
-        args = {k: (v["content"] if isinstance(v, dict) else v) for k, v in config.items()
-                if k in ("bos_token", "eos_token", "unk_token", "pad_token")}
-        if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**6:
-            args["model_max_length"] = config["model_max_length"]  # transformers writes 1e30 for "no limit"
+        vocab, merges, args = read_tokenizer_files(folder)
         return cls(vocab, merges, **{**args, **kwargs})
 
     def save_pretrained(self, folder):
         "Write CLIP's files: vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json."
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(json.dumps(self.encoder, ensure_ascii=False), encoding="utf-8")
-        merges = "".join(f"{a} {b}\n" for a, b in self.merges)
-        (folder / "merges.txt").write_text("#version: 0.2\n" + merges, encoding="utf-8")
         special = {"bos_token": self.bos_token, "eos_token": self.eos_token, "unk_token": self.unk_token,
                    "pad_token": self.pad_token}
-        (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
-        config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": self.model_max_length, **special}
-        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return folder
+        return write_tokenizer_files(folder, self.encoder, self.merges, special, self.model_max_length)
