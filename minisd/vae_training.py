@@ -17,10 +17,13 @@ from .vae import AutoencoderKL
 def vae_loss(model, x, kl_weight=1e-6, generator=None):
     """The (beta-)VAE loss on a batch x in [-1, 1]: sum of squared errors + kl_weight * KL, per image.
 
-    Both terms are summed over an image and averaged over the batch, as in the LDM code. With a
-    Gaussian decoder of variance 1/2, `kl_weight=1` makes this the negative ELBO (up to a
-    constant); SD's autoencoder used kl_weight = 1e-6 (LDM's autoencoder_kl configs), so its
-    latents are barely pulled towards N(0, I) and must be rescaled (`scaling_factor`).
+    Both terms are summed over an image and averaged over the batch (the LDM code reduces its
+    terms the same way). The reconstruction term is a simplification: LDM's autoencoder loss
+    (`LPIPSWithDiscriminator`) is L1 + LPIPS (a perceptual distance) divided by a learned
+    output variance, plus a patch-GAN term switched on later in training. With a Gaussian
+    decoder of variance 1/2, `kl_weight=1` makes this the negative ELBO (up to a constant);
+    SD's autoencoder used kl_weight = 1e-6 (LDM's autoencoder_kl configs), so its latents are
+    barely pulled towards N(0, I) and must be rescaled (`scaling_factor`).
     Returns (loss, rec, kl) as tensors.
     """
     posterior = model.encode(x)
