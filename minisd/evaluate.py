@@ -15,7 +15,7 @@ from PIL import Image
 
 from .core import image_grid
 from .data import load_captioned_shapes
-from .reader import adherence
+from .reader import adherence, wilson_interval
 from .pipeline import get_scheduler
 from .train import config_for, train
 from .vae_training import decode_latents
@@ -50,7 +50,8 @@ def diversity(pipe, prompts, k=4, **kwargs):
 def evaluate(pipe, splits, n_prompts=96, steps=20, guidance=4.0, seed=0, scheduler="ddim", n_diversity=8):
     """Adherence on prompts from the test split and from the held-out (colour, shape) pairs.
 
-    Returns {"test": {attribute: fraction, ..., "all": ...}, "heldout": {...}, "diversity": ...}.
+    Returns {"test": adherence(...), "heldout": adherence(...), "diversity": ...}: per split the
+    fraction right per attribute and for "all", with "n", "hits" and "abstained" (see `adherence`).
     """
     report = {"steps": steps, "guidance": guidance, "scheduler": scheduler}
     for name, split in (("test", "test"), ("heldout", "test_heldout")):
@@ -62,21 +63,30 @@ def evaluate(pipe, splits, n_prompts=96, steps=20, guidance=4.0, seed=0, schedul
 
 
 def sweep(pipe, prompts, guidances=(1.0, 2.0, 4.0, 7.0), steps=(5, 10, 20), seed=0, path=None):
-    """All-attribute adherence on `prompts` for each guidance scale and DDIM step count; plot to `path`."""
+    """All-attribute adherence on `prompts` for each guidance scale and DDIM step count; plot to `path`.
+
+    The plot shows each rate with its 95% Wilson interval. Returns the guidance scales, the number
+    of prompts n, and per step count the rates ("all_by_steps") and their hit counts ("hits_by_steps").
+    """
     import matplotlib.pyplot as plt
 
-    result = {s: [adherence(generate(pipe, prompts, s, g, seed), prompts)["all"] for g in guidances] for s in steps}
+    result = {s: [adherence(generate(pipe, prompts, s, g, seed), prompts) for g in guidances] for s in steps}
     fig, ax = plt.subplots(figsize=(6, 4))
     for s, scores in result.items():
-        ax.plot(guidances, scores, marker="o", label=f"{s} DDIM steps")
+        rates = [r["all"] for r in scores]
+        low, high = zip(*(wilson_interval(r["hits"], r["n"]) for r in scores))
+        below, above = [r - lo for r, lo in zip(rates, low)], [hi - r for r, hi in zip(rates, high)]
+        ax.errorbar(guidances, rates, yerr=[below, above], marker="o", capsize=3, label=f"{s} DDIM steps")
     ax.set(xlabel="guidance scale w", ylabel="all-attribute adherence", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"adherence on {len(prompts)} test prompts")
+    ax.set_title(f"adherence on {len(prompts)} test prompts, with 95% intervals")
     if path is not None:
         fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return {"guidance": list(guidances), "all_by_steps": {str(s): v for s, v in result.items()}}
+    return {"guidance": list(guidances), "n": len(prompts),
+            "all_by_steps": {str(s): [r["all"] for r in v] for s, v in result.items()},
+            "hits_by_steps": {str(s): [r["hits"] for r in v] for s, v in result.items()}}
 
 
 def denoising_gif(pipe, prompt, path, steps=20, guidance=4.0, seed=0, scale=4):

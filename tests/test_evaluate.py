@@ -29,7 +29,11 @@ def test_demo_writes_every_output(demo_dir):
         assert (demo_dir / name).is_file(), name
     report = json.loads((demo_dir / "report.json").read_text())
     for split in ("test", "heldout"):
-        assert set(report["eval"][split]) == {"shape", "colour", "size", "position", "all"}
+        assert set(report["eval"][split]) == {"shape", "colour", "size", "position", "all", "n", "hits", "abstained"}
+        assert report["eval"][split]["hits"] == round(report["eval"][split]["all"] * report["eval"][split]["n"])
+    sweep = report["sweep"]  # every rate of the sweep with its count, for the plot's intervals
+    assert all(len(h) == len(sweep["guidance"]) and all(0 <= k <= sweep["n"] for k in h)
+               for h in sweep["hits_by_steps"].values())
     assert report["profile"] == "quick" and report["total_seconds"] > 0
     gif = Image.open(demo_dir / "denoising.gif")
     assert gif.n_frames >= T.config_for("quick").eval_steps
