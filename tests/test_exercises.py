@@ -4,7 +4,8 @@ A chapter's exercises live in two tagged code cells: `exercise` (the stubs the l
 and `exercise-check` (the checks, which import what they need and print one line per exercise,
 "exercise N: correct" or "exercise N: not yet - ..."). For each such notebook,
 `tests/exercises/<notebook>.py` holds a right answer (SOLUTIONS) and a wrong one (WRONG) per
-checked exercise, as source code that replaces the stub's names. The test runs the two cells
+checked exercise, as source code that replaces the stub's names; a wrong answer that differs from
+the right one in a line or two is written as that edit, a pair (old, new) applied to the right one. The test runs the two cells
 in a fresh namespace three ways: untouched (every check must say "not yet"), with every right
 answer (every check must say "correct"), and with all right answers but one wrong (that one
 must say "not yet", the others "correct").
@@ -80,6 +81,10 @@ def test_checks_reject_stubs_and_wrong_answers(path):
     assert all(v == "correct" for v in right.values()), f"a check rejects its right answer:\n{text}"
 
     for name, code in wrong.items():
+        if isinstance(code, tuple):  # (old, new): the right answer with one mistake put in
+            old, new = code
+            assert solutions[name].count(old) == 1, f"{name}: {old!r} must occur once in the right answer"
+            code = solutions[name].replace(old, new)
         others = [c for n, c in solutions.items() if n != name]
         verdicts, text = _verdicts(stub, [*others, code], check)
         assert verdicts[name] == "not yet", f"{name} accepts a wrong answer:\n{code}\n{text}"

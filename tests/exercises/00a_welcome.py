@@ -18,13 +18,7 @@ def same_noise(seed):
 
 WRONG = {
     # warm-up that reaches 1 one step late (step / warmup), the classic off-by-one
-    "exercise 1": '''
-import math
-def my_warmup_cosine(step, total_steps, warmup, final=0.1):
-    if step < warmup:
-        return step / warmup
-    return final + (1 - final) * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup))) / 2
-''',
+    "exercise 1": ('        return (step + 1) / warmup\n', '        return step / warmup\n'),
     # repeatable, but by reseeding everyone's global generator
     "exercise 2": '''
 import torch

@@ -24,13 +24,7 @@ def pooled_output(last_hidden_state, input_ids, eos_token_id):
     return last_hidden_state[:, -1]
 ''',
     # the penultimate layer's raw output, without the final LayerNorm that SD 2.x applies
-    "exercise 2": '''
-def penultimate_hidden_state(model, input_ids):
-    x = model.embeddings(input_ids)
-    for layer in model.encoder.layers[:-1]:
-        x = layer(x)
-    return x
-''',
+    "exercise 2": ('    return model.final_layer_norm(x)\n', '    return x\n'),
     # only the changed token itself: forgets that every later position reads it
     "exercise 3": "prediction_3 = [6]",
 }
