@@ -176,7 +176,7 @@ def check_exercise(name, attempt, hint):
 
     An unfinished exercise (the stub raises NotImplementedError or returns None) and a failing
     one print "not yet - <hint>"; an answer that raises prints what it raised, so one broken
-    exercise never stops the notebook. Returns True or False.
+    exercise never stops the notebook. It returns nothing: the verdict is the printed line.
     """
     try:
         ok = bool(attempt())
@@ -185,4 +185,3 @@ def check_exercise(name, attempt, hint):
     except Exception as e:  # a bug in the answer: say what it raised, keep the notebook running
         ok, hint = False, f"your code raised {type(e).__name__}: {e}"
     print(f"{name}: {'correct' if ok else 'not yet - ' + hint}")
-    return ok
