@@ -5,10 +5,10 @@ and `exercise-check` (the checks, which import what they need and print one line
 "exercise N: correct" or "exercise N: not yet - ..."). For each such notebook,
 `tests/exercises/<notebook>.py` holds a right answer (SOLUTIONS) and a wrong one (WRONG) per
 checked exercise, as source code that replaces the stub's names; a wrong answer that differs from
-the right one in a line or two is written as that edit, a pair (old, new) applied to the right one. The test runs the two cells
-in a fresh namespace three ways: untouched (every check must say "not yet"), with every right
-answer (every check must say "correct"), and with all right answers but one wrong (that one
-must say "not yet", the others "correct").
+the right one in a line or two is written as that edit, a pair (old, new) applied to the right
+one. The test runs the two cells in a fresh namespace three ways: untouched (every check must
+say "not yet"), with every right answer (every check must say "correct"), and with all right
+answers but one wrong (that one must say "not yet", the others "correct").
 """
 
 import contextlib

@@ -6,7 +6,8 @@ import torch
 def pixel_coverage(x0, x1, y0, y1, image_size):
     lo = torch.arange(image_size, dtype=torch.float64) / image_size  # each pixel's left (or top) side
     def overlap(a, b):  # covered fraction of each pixel's width along one axis
-        return ((torch.minimum(lo + 1 / image_size, torch.tensor(b)) - torch.maximum(lo, torch.tensor(a))) * image_size).clamp(0, 1)
+        inside = torch.minimum(lo + 1 / image_size, torch.tensor(b)) - torch.maximum(lo, torch.tensor(a))
+        return (inside * image_size).clamp(0, 1)
     return overlap(y0, y1)[:, None] * overlap(x0, x1)[None, :]
 ''',
     "exercise 2": '''

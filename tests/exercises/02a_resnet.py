@@ -37,7 +37,18 @@ def resnet_params(in_channels, out_channels, temb_channels=None):
     return n
 ''',
     # "a stride-2 block halves the side": true for even sides, one short for odd ones with padding=1
-    "exercise 2": ('    if padding == 0:\n        return (side + 1 - 3) // 2 + 1     # padded right and bottom by one\n    return (side + 2 * padding - 3) // 2 + 1\n', '    return side // 2\n'),
+    "exercise 2": (
+        '    if padding == 0:\n'
+        '        return (side + 1 - 3) // 2 + 1     # padded right and bottom by one\n'
+        '    return (side + 2 * padding - 3) // 2 + 1\n',
+        '    return side // 2\n',
+    ),
     # tiles the whole image 2x2 instead of copying each pixel
-    "exercise 3": ('import torch\ndef my_upsample(x):\n    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)\n', 'def my_upsample(x):\n    return x.repeat(1, 1, 2, 2)\n'),
+    "exercise 3": (
+        'import torch\n'
+        'def my_upsample(x):\n'
+        '    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)\n',
+        'def my_upsample(x):\n'
+        '    return x.repeat(1, 1, 2, 2)\n',
+    ),
 }

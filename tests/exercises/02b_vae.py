@@ -29,7 +29,10 @@ WRONG = {
     # the variance where the standard deviation belongs
     "exercise 1": ('    return mean + torch.exp(0.5 * logvar) * eps\n', '    return mean + torch.exp(logvar) * eps\n'),
     # a mean over the latent values instead of a sum: the KL per value, not per image
-    "exercise 2": ('    return 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3))\n', '    return 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean(dim=(1, 2, 3))\n'),
+    "exercise 2": (
+        '    return 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3))\n',
+        '    return 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean(dim=(1, 2, 3))\n',
+    ),
     # the claim this chapter corrects: the rate taken for the information
     "exercise 3": '''
 import math

@@ -23,12 +23,22 @@ def one_hot_condition(condition):
 
 WRONG = {
     # the right distribution, but torch.normal does not pass gradients to mean and std
-    "exercise 1": ('    eps = torch.randn(mean.shape, generator=generator)\n    return mean + torch.exp(0.5 * logvar) * eps\n', '    return torch.normal(mean, torch.exp(0.5 * logvar), generator=generator)\n'),
+    "exercise 1": (
+        '    eps = torch.randn(mean.shape, generator=generator)\n'
+        '    return mean + torch.exp(0.5 * logvar) * eps\n',
+        '    return torch.normal(mean, torch.exp(0.5 * logvar), generator=generator)\n',
+    ),
     # the standard deviation where the variance belongs
     "exercise 2": '''
 def kl_to_prior(mean, logvar):
     return 0.5 * (mean**2 + (0.5 * logvar).exp() - 1 - logvar).sum(dim=1)
 ''',
     # no "not given" class: the size column of a caption without a size (index 2) does not fit
-    "exercise 3": ('    return torch.cat([F.one_hot(condition[:, i], len(values) + 1) for i, values in enumerate(ATTRIBUTES.values())],\n                     dim=1).float()\n', '    return torch.cat([F.one_hot(condition[:, i].clamp(max=len(values) - 1), len(values))\n                      for i, values in enumerate(ATTRIBUTES.values())], dim=1).float()\n'),
+    "exercise 3": (
+        '    return torch.cat([F.one_hot(condition[:, i], len(values) + 1) for i, values in'
+        ' enumerate(ATTRIBUTES.values())],\n'
+        '                     dim=1).float()\n',
+        '    return torch.cat([F.one_hot(condition[:, i].clamp(max=len(values) - 1), len(values))\n'
+        '                      for i, values in enumerate(ATTRIBUTES.values())], dim=1).float()\n',
+    ),
 }

@@ -29,7 +29,10 @@ def my_attention(query, key, value, attn_mask=None):
     return scores.softmax(-1) @ value
 ''',
     # reshapes straight to (B, heads, N, d): the right shape, but positions and heads are mixed
-    "exercise 2": ('    return x.view(B, N, heads, C // heads).transpose(1, 2)\n', '    return x.reshape(B, heads, N, C // heads)\n'),
+    "exercise 2": (
+        '    return x.view(B, N, heads, C // heads).transpose(1, 2)\n',
+        '    return x.reshape(B, heads, N, C // heads)\n',
+    ),
     # forgets the bias of to_out (bias=False covers to_q, to_k and to_v only)
     "exercise 3": "prediction_3 = 320 * 320 + 768 * 320 + 768 * 320 + 320 * 320",
 }

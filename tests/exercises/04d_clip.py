@@ -30,7 +30,14 @@ def r_precision(sim, relevant, k=2):
     return relevant.gather(1, sim.topk(k, dim=1).indices).float().mean().item()
 ''',
     # the identity target of plain CLIP: pushes apart captions that mean the same thing
-    "exercise 2": ('def clip_targets(caption_ids):\n    pos = (caption_ids[:, None] == caption_ids[None, :]).float()\n    return pos / pos.sum(1, keepdim=True)\n', 'import torch\ndef clip_targets(caption_ids):\n    return torch.eye(len(caption_ids))\n'),
+    "exercise 2": (
+        'def clip_targets(caption_ids):\n'
+        '    pos = (caption_ids[:, None] == caption_ids[None, :]).float()\n'
+        '    return pos / pos.sum(1, keepdim=True)\n',
+        'import torch\n'
+        'def clip_targets(caption_ids):\n'
+        '    return torch.eye(len(caption_ids))\n',
+    ),
     # forgets CLIP's cap on the temperature
     "exercise 3": '''
 import torch.nn.functional as F

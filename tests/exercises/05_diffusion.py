@@ -21,13 +21,22 @@ def tweedie_x0(x_t, score, abar):
 
 WRONG = {
     # the variances as coefficients: abar x_0 + (1 - abar) eps, the forgotten square roots
-    "exercise 1": ('    return abar ** 0.5 * x0 + (1 - abar) ** 0.5 * noise\n', '    return abar * x0 + (1 - abar) * noise\n'),
+    "exercise 1": (
+        '    return abar ** 0.5 * x0 + (1 - abar) ** 0.5 * noise\n',
+        '    return abar * x0 + (1 - abar) * noise\n',
+    ),
     # sqrt(abar_t) where the x_0 coefficient needs sqrt(abar_prev)
-    "exercise 2": ('    return abar_prev ** 0.5 * beta_t / (1 - abar_t), alpha_t ** 0.5 * (1 - abar_prev) / (1 - abar_t)\n', '    return abar_t ** 0.5 * beta_t / (1 - abar_t), alpha_t ** 0.5 * (1 - abar_prev) / (1 - abar_t)\n'),
+    "exercise 2": (
+        '    return abar_prev ** 0.5 * beta_t / (1 - abar_t), alpha_t ** 0.5 * (1 - abar_prev) /'
+        ' (1 - abar_t)\n',
+        '    return abar_t ** 0.5 * beta_t / (1 - abar_t), alpha_t ** 0.5 * (1 - abar_prev) / (1'
+        ' - abar_t)\n',
+    ),
     # forgets to divide by sqrt(abar): the estimate of E[sqrt(abar) x_0 | x_t], not of E[x_0 | x_t]
     "exercise 3": '''
 def tweedie_x0(x_t, score, abar):
     return x_t + (1 - abar) * score
 ''',
-    "exercise 4": "prediction_4 = (50, 50)",  # "at t = 999 the noise wins": forgets that a mean over 3072 pixels averages it down
+    # "at t = 999 the noise wins": forgets that a mean over 3072 pixels averages the noise down
+    "exercise 4": "prediction_4 = (50, 50)",
 }

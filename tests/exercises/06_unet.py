@@ -29,12 +29,29 @@ def denoising_loss(model_output, x0, noise, t, scheduler):
 
 WRONG = {
     # x_0 and eps swapped in the definition of v
-    "exercise 1": ('    return abar.sqrt() * noise - (1 - abar).sqrt() * x0\n', '    return abar.sqrt() * x0 - (1 - abar).sqrt() * noise\n'),
+    "exercise 1": (
+        '    return abar.sqrt() * noise - (1 - abar).sqrt() * x0\n',
+        '    return abar.sqrt() * x0 - (1 - abar).sqrt() * noise\n',
+    ),
     # treats v as if it were the noise: x_0 = (x_t - sqrt(1 - abar) v) / sqrt(abar)
-    "exercise 2": ('    return abar.sqrt() * x_t - (1 - abar).sqrt() * v\n', '    return (x_t - (1 - abar).sqrt() * v) / abar.sqrt()\n'),
+    "exercise 2": (
+        '    return abar.sqrt() * x_t - (1 - abar).sqrt() * v\n',
+        '    return (x_t - (1 - abar).sqrt() * v) / abar.sqrt()\n',
+    ),
     # gives v the epsilon weight SNR_t, as if v were just a rescaled noise prediction
-    "exercise 3": ('    return {"epsilon": snr, "sample": torch.ones_like(alpha_bar), "v_prediction": 1 + snr}[prediction_type]\n', '    return {"epsilon": snr, "sample": torch.ones_like(alpha_bar), "v_prediction": snr}[prediction_type]\n'),
+    "exercise 3": (
+        '    return {"epsilon": snr, "sample": torch.ones_like(alpha_bar), "v_prediction": 1 +'
+        ' snr}[prediction_type]\n',
+        '    return {"epsilon": snr, "sample": torch.ones_like(alpha_bar), "v_prediction":'
+        ' snr}[prediction_type]\n',
+    ),
     # always regresses on the noise, whatever the scheduler's prediction_type
-    "exercise 4": ('    kind = scheduler.config.prediction_type\n    target = noise if kind == "epsilon" else x0 if kind == "sample" else scheduler.get_velocity(x0, noise, t)\n    return F.mse_loss(model_output, target)\n', '    return F.mse_loss(model_output, noise)\n'),
+    "exercise 4": (
+        '    kind = scheduler.config.prediction_type\n'
+        '    target = noise if kind == "epsilon" else x0 if kind == "sample" else'
+        ' scheduler.get_velocity(x0, noise, t)\n'
+        '    return F.mse_loss(model_output, target)\n',
+        '    return F.mse_loss(model_output, noise)\n',
+    ),
     "exercise 5": "prediction_5 = 11",  # forgets conv_in's output
 }

@@ -31,9 +31,18 @@ def with_scheduler(pipe, name):
 
 WRONG = {
     # noises to the right level but then runs the FIRST n timesteps (the noisiest ones) instead of the last n
-    "exercise 1": ('    timesteps = scheduler.timesteps[num_inference_steps - n:]  # the last n steps, the least noisy\n', '    timesteps = scheduler.timesteps[:n]\n'),
+    "exercise 1": (
+        '    timesteps = scheduler.timesteps[num_inference_steps - n:]  # the last n steps, the'
+        ' least noisy\n',
+        '    timesteps = scheduler.timesteps[:n]\n',
+    ),
     # forgets that guidance (and its unconditional half of the batch) is skipped at w = 1
     "exercise 2": "prediction_2 = (24, 24)",
     # swaps the scheduler of the pipeline it was given: the caller's pipeline changes under it
-    "exercise 3": ('    return type(pipe)(**{**pipe.components, "scheduler": get_scheduler(name, pipe.scheduler.config)})\n', '    pipe.scheduler = get_scheduler(name, pipe.scheduler.config)\n    return pipe\n'),
+    "exercise 3": (
+        '    return type(pipe)(**{**pipe.components, "scheduler": get_scheduler(name,'
+        ' pipe.scheduler.config)})\n',
+        '    pipe.scheduler = get_scheduler(name, pipe.scheduler.config)\n'
+        '    return pipe\n',
+    ),
 }

@@ -25,7 +25,13 @@ share_last_100 = 1 - share_last_100
 
 WRONG = {
     # one coin for the whole batch: every caption is dropped together, or none is
-    "exercise 1": ('    drop = torch.rand(states.shape[0], generator=generator) < p\n    return torch.where(drop[:, None, None], empty, states)\n', '    if torch.rand(1, generator=generator).item() < p:\n        return empty.expand_as(states).clone()\n    return states\n'),
+    "exercise 1": (
+        '    drop = torch.rand(states.shape[0], generator=generator) < p\n'
+        '    return torch.where(drop[:, None, None], empty, states)\n',
+        '    if torch.rand(1, generator=generator).item() < p:\n'
+        '        return empty.expand_as(states).clone()\n'
+        '    return states\n',
+    ),
     # gives each model its own (1 - d) and forgets that the later decays shrink it again
     "exercise 2": '''
 def ema_weights(decays):

@@ -23,7 +23,14 @@ def prompts_needed(rate, half_width):
 
 WRONG = {
     # averages over all k * k pairs, the k zero distances of each sample with itself included
-    "exercise 1": ('    k, flat = len(images), images.reshape(len(images), -1)\n    d = torch.cdist(flat, flat) / flat.shape[1] ** 0.5  # (k, k) RMS distances, 0 on the diagonal\n    return (d.sum() / (k * (k - 1))).item()\n', '    flat = images.reshape(len(images), -1)\n    return (torch.cdist(flat, flat) / flat.shape[1] ** 0.5).mean().item()\n'),
+    "exercise 1": (
+        '    k, flat = len(images), images.reshape(len(images), -1)\n'
+        '    d = torch.cdist(flat, flat) / flat.shape[1] ** 0.5  # (k, k) RMS distances, 0 on'
+        ' the diagonal\n'
+        '    return (d.sum() / (k * (k - 1))).item()\n',
+        '    flat = images.reshape(len(images), -1)\n'
+        '    return (torch.cdist(flat, flat) / flat.shape[1] ** 0.5).mean().item()\n',
+    ),
     # as if each prompt's noise came from its own generator seeded alike
     "exercise 2": "prediction_2 = True",
     # the normal approximation n = z^2 p (1 - p) / h^2, which is too small near 0% and 100%

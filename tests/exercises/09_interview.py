@@ -23,8 +23,13 @@ WRONG = {
     # one halving per block: forgets that the last block does not downsample
     "exercise 1": ('    f = 2 ** (len(block_out_channels) - 1)\n', '    f = 2 ** len(block_out_channels)\n'),
     # counts self-attention: keys and values read query_dim, not the text's width
-    "exercise 2": ('    return query_dim * inner + 2 * cross_attention_dim * inner + inner * query_dim + query_dim\n', '    return query_dim * inner + 2 * query_dim * inner + inner * query_dim + query_dim\n'),
+    "exercise 2": (
+        '    return query_dim * inner + 2 * cross_attention_dim * inner + inner * query_dim +'
+        ' query_dim\n',
+        '    return query_dim * inner + 2 * query_dim * inner + inner * query_dim + query_dim\n',
+    ),
     # N = the latent's side, not its number of positions
     "exercise 3": ('    n = (image_size // 8) ** 2\n', '    n = image_size // 8\n'),
-    "exercise 4": "prediction_4 = 60",  # "a transformer-heavy UNet": attention dominates the compute at 64x64, not the parameters
+    # "a transformer-heavy UNet": attention dominates the compute at 64x64, not the parameters
+    "exercise 4": "prediction_4 = 60",
 }
