@@ -61,7 +61,7 @@ def evaluate(pipe, splits, n_prompts=96, steps=20, guidance=4.0, seed=0, schedul
                                     seed=seed, scheduler=scheduler)
     return report
 
-
+# %% ../chapters/08c_evaluate.ipynb #da4ee1f2
 def sweep(pipe, prompts, guidances=(1.0, 2.0, 4.0, 7.0), steps=(5, 10, 20), seed=0, path=None):
     """All-attribute adherence on `prompts` for each guidance scale and DDIM step count; plot to `path`.
 
@@ -88,7 +88,7 @@ def sweep(pipe, prompts, guidances=(1.0, 2.0, 4.0, 7.0), steps=(5, 10, 20), seed
             "all_by_steps": {str(s): [r["all"] for r in v] for s, v in result.items()},
             "hits_by_steps": {str(s): [r["hits"] for r in v] for s, v in result.items()}}
 
-
+# %% ../chapters/08c_evaluate.ipynb #1f8a42a9
 def denoising_gif(pipe, prompt, path, steps=20, guidance=4.0, seed=0, scale=4):
     "Decode the latent after every DDIM step and save the frames as an animated GIF (noise -> image)."
     frames = []

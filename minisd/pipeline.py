@@ -52,14 +52,8 @@ def get_scheduler(name, config):
     return scheduler_class(name).from_config(config)
 
 # %% ../chapters/08a_stable_diffusion.ipynb #ce51d9c9
-class StableDiffusionPipeline:
-    """Text to image with a latent diffusion model: the four parts of Stable Diffusion, joined.
-
-    vae: an `AutoencoderKL`; text_encoder: a `CLIPTextModel`; tokenizer: a `CLIPTokenizer`;
-    unet: a `UNet2DConditionModel`; scheduler: any of `SCHEDULERS`. They swap freely:
-    `pipe.scheduler = get_scheduler("ddim", pipe.scheduler.config)`, or, leaving `pipe` as it is,
-    `StableDiffusionPipeline(**{**pipe.components, "scheduler": other})`.
-    """
+class _PipelineParts:
+    "The parts of `StableDiffusionPipeline`: the five components, where they run, and the prompt's encoding."
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
         self.vae, self.text_encoder, self.tokenizer, self.unet = vae, text_encoder, tokenizer, unet
@@ -108,6 +102,59 @@ class StableDiffusionPipeline:
         "Prompts -> token ids (B, 77), padded with the end-of-text id -> text states (B, 77, d)."
         ids = self.tokenizer(prompts, padding="max_length", truncation=True)
         return self.text_encoder(ids.to(self.device)).to(self.unet.dtype)
+
+# %% ../chapters/08a_stable_diffusion.ipynb #fbef76ea
+class _PipelineFiles(_PipelineParts):
+    "Reading and writing a `StableDiffusionPipeline` in diffusers' folder layout."
+
+    def save_pretrained(self, folder):
+        """Write the diffusers layout: model_index.json and one folder per component; returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in COMPONENTS:
+            getattr(self, name).save_pretrained(folder / name)
+        self.scheduler.save_pretrained(folder / "scheduler")
+        return self.save_model_index(folder)
+
+    def save_model_index(self, folder):
+        "Write `model_index.json`: which library and class reads each component folder (diffusers' layout)."
+        folder = Path(folder)
+        index = {"_class_name": type(self).__name__, "_diffusers_version": DIFFUSERS_VERSION,
+                 **{name: list(lib_cls) for name, lib_cls in COMPONENTS.items()},
+                 "scheduler": ["diffusers", type(self.scheduler).__name__],
+                 "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
+        tmp = folder / "model_index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        os.replace(tmp, folder / "model_index.json")  # whole or not at all: it is what marks a checkpoint
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder, scheduler=None, device=None):
+        """Read a diffusers-layout folder (what `save_pretrained` or diffusers writes); safetensors only.
+
+        The models come back in eval mode (their `from_pretrained` does that). `scheduler` (a name
+        such as "ddim") replaces the saved scheduler class, keeping its config.
+        """
+        folder = Path(folder)
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"no checkpoint at {folder}: it has no model_index.json")
+        index = json.loads((folder / "model_index.json").read_text())
+        for name in (*COMPONENTS, "scheduler"):  # a component that is a link out of the folder is refused
+            check_inside(folder, folder / name)
+        parts = {name: LOADERS[name].from_pretrained(folder / name) for name in COMPONENTS}
+        scheduler_cls = scheduler_class(scheduler or index.get("scheduler", [None, "DDIMScheduler"])[1])
+        parts["scheduler"] = scheduler_cls.from_pretrained(folder, subfolder="scheduler")  # its `config_name`
+        return cls(**parts).to(device)
+
+# %% ../chapters/08a_stable_diffusion.ipynb #29bbb49b
+class StableDiffusionPipeline(_PipelineFiles):
+    """Text to image with a latent diffusion model: the four parts of Stable Diffusion, joined.
+
+    vae: an `AutoencoderKL`; text_encoder: a `CLIPTextModel`; tokenizer: a `CLIPTokenizer`;
+    unet: a `UNet2DConditionModel`; scheduler: any of `SCHEDULERS`. They swap freely:
+    `pipe.scheduler = get_scheduler("ddim", pipe.scheduler.config)`, or, leaving `pipe` as it is,
+    `StableDiffusionPipeline(**{**pipe.components, "scheduler": other})`.
+    """
 
     @torch.no_grad()
     def __call__(self, prompts, num_inference_steps=50, guidance_scale=7.5, generator=None, latents=None,
@@ -165,42 +212,3 @@ class StableDiffusionPipeline:
                           guidance_rescale=guidance_rescale, **step_kwargs)
         images = self.vae.decode(latents / self.vae.config.scaling_factor)  # (N, 3, H, W) in about [-1, 1]
         return ((images.float() + 1) / 2).clamp(0, 1)
-
-    def save_pretrained(self, folder):
-        """Write the diffusers layout: model_index.json and one folder per component; returns the folder."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
-            getattr(self, name).save_pretrained(folder / name)
-        self.scheduler.save_pretrained(folder / "scheduler")
-        return self.save_model_index(folder)
-
-    def save_model_index(self, folder):
-        "Write `model_index.json`: which library and class reads each component folder (diffusers' layout)."
-        folder = Path(folder)
-        index = {"_class_name": type(self).__name__, "_diffusers_version": DIFFUSERS_VERSION,
-                 **{name: list(lib_cls) for name, lib_cls in COMPONENTS.items()},
-                 "scheduler": ["diffusers", type(self.scheduler).__name__],
-                 "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
-        tmp = folder / "model_index.json.tmp"
-        tmp.write_text(json.dumps(index, indent=2) + "\n")
-        os.replace(tmp, folder / "model_index.json")  # whole or not at all: it is what marks a checkpoint
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, folder, scheduler=None, device=None):
-        """Read a diffusers-layout folder (what `save_pretrained` or diffusers writes); safetensors only.
-
-        The models come back in eval mode (their `from_pretrained` does that). `scheduler` (a name
-        such as "ddim") replaces the saved scheduler class, keeping its config.
-        """
-        folder = Path(folder)
-        if not (folder / "model_index.json").is_file():
-            raise FileNotFoundError(f"no checkpoint at {folder}: it has no model_index.json")
-        index = json.loads((folder / "model_index.json").read_text())
-        for name in (*COMPONENTS, "scheduler"):  # a component that is a link out of the folder is refused
-            check_inside(folder, folder / name)
-        parts = {name: LOADERS[name].from_pretrained(folder / name) for name in COMPONENTS}
-        scheduler_cls = scheduler_class(scheduler or index.get("scheduler", [None, "DDIMScheduler"])[1])
-        parts["scheduler"] = scheduler_cls.from_pretrained(folder, subfolder="scheduler")  # its `config_name`
-        return cls(**parts).to(device)

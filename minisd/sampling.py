@@ -117,16 +117,10 @@ def dpm_solver_pp_2m_update(sample, x0_pred, prev_x0_pred, sigma_prev, sigma_now
     return x_t
 
 # %% ../chapters/07_sampling_and_guidance.ipynb #55251d47
-class DPMSolverMultistepScheduler(SchedulerMixin):
-    """DPM-Solver++ (Lu et al. 2022b), multistep: SD's favourite fast sampler ("DPM++ 2M"), as in diffusers.
-
-    Write x_t = alpha_t x_0 + sigma_t eps and lambda_t = log(alpha_t / sigma_t) (half the log-SNR). The
-    probability-flow ODE in lambda has the exact solution (eq. 9 of the paper)
-      x_t = (sigma_t / sigma_s) x_s + sigma_t * integral_{lambda_s}^{lambda_t} e^lambda x_0(lambda) d lambda.
-    Order 1 takes x_0 constant over the step (that is DDIM); order 2 ("2M") extrapolates x_0 linearly from
-    this and the previous model output, so every step still costs one model call. The updates themselves are
-    `dpm_solver_pp_2m_update` and, for third order, Heun's form and the SDE variant, `dpm_solver_pp_multistep_update`.
-    """
+class _DPMSolverSchedule(SchedulerMixin):
+    """The schedule half of `DPMSolverMultistepScheduler`: diffusers' config, alpha_t, sigma_t and
+    lambda_t = log(alpha_t / sigma_t) on the training grid, and `set_timesteps`, which spaces N steps and
+    their noise-to-signal ratios sigma = sigma_t / alpha_t, ending at sigma = 0."""
 
     # diffusers' options of other sigma spacings, flow matching and learned variances: accepted only when off
     _known_off = dict(use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
@@ -183,6 +177,18 @@ class DPMSolverMultistepScheduler(SchedulerMixin):
         self.timesteps = torch.from_numpy(timesteps).to(device=device, dtype=torch.int64)
         self.num_inference_steps = len(timesteps)
         self._reset()
+
+# %% ../chapters/07_sampling_and_guidance.ipynb #88396ddb
+class DPMSolverMultistepScheduler(_DPMSolverSchedule):
+    """DPM-Solver++ (Lu et al. 2022b), multistep: SD's favourite fast sampler ("DPM++ 2M"), as in diffusers.
+
+    Write x_t = alpha_t x_0 + sigma_t eps and lambda_t = log(alpha_t / sigma_t) (half the log-SNR). The
+    probability-flow ODE in lambda has the exact solution (eq. 9 of the paper)
+      x_t = (sigma_t / sigma_s) x_s + sigma_t * integral_{lambda_s}^{lambda_t} e^lambda x_0(lambda) d lambda.
+    Order 1 takes x_0 constant over the step (that is DDIM); order 2 ("2M") extrapolates x_0 linearly from
+    this and the previous model output, so every step still costs one model call. The updates themselves are
+    `dpm_solver_pp_2m_update` and, for third order, Heun's form and the SDE variant, `dpm_solver_pp_multistep_update`.
+    """
 
     def convert_model_output(self, model_output, sample):
         "The data prediction x_0 that DPM-Solver++ integrates, from any prediction type."

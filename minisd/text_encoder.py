@@ -131,35 +131,13 @@ class CLIPEncoder(nn.Module):
         self.layers = nn.ModuleList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
 # %% ../chapters/04c_text_encoder.ipynb #40ba1811
-class CLIPTextModel(ModelMixin):
-    """CLIP's text transformer. `model(input_ids)` -> last hidden state (B, L, d) after the final LayerNorm.
-
-    `CLIPTextModel(**config)` or `CLIPTextModel(CLIPTextConfig(...))`; `return_pooled=True` also
-    returns the pooled output (B, d): the hidden state at the first `eos_token_id` (transformers'
-    rule; configs with the old `eos_token_id == 2` use the position of the largest id).
-
-    The model contract of chapter 00d (`minisd.modeling.ModelMixin`) with transformers' files:
-    `save_pretrained(folder)` writes `config.json` and `model.safetensors` and returns the folder;
-    `from_pretrained(folder, subfolder=None, device=None, dtype=None)` reads them with strict keys
-    and returns the model in eval mode. Its config is a `CLIPTextConfig` (transformers' keys), and
-    every config goes through the one policy of `check_config_keys`.
-    """
+class _CLIPTextFiles(ModelMixin):
+    "The file side of `CLIPTextModel`: transformers' file names, its dataclass config and its key prefixes."
 
     config_name = "config.json"
     weights_name = "model.safetensors"
     _metadata_keys = ("architectures", "model_type", "dtype", "torch_dtype", "transformers_version")
     _known_off = {"dropout": 0.0}  # transformers 4.x configs carry it; minisd builds no dropout there
-
-    def __init__(self, config=None, **kwargs):
-        super().__init__()
-        if isinstance(config, CLIPTextConfig):
-            config = asdict(config)
-        self.config = CLIPTextConfig.from_dict({**(config or {}), **kwargs})
-        self.embeddings = CLIPTextEmbeddings(self.config)
-        self.encoder = CLIPEncoder(self.config)
-        self.final_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
-        for name, p in self.embeddings.named_parameters():  # CLIP's init (transformers' _init_weights)
-            nn.init.normal_(p, std=self.config.initializer_range * (0.5 if "position" in name else 1.0))
 
     # the config policy of chapter 00c, for a dataclass config in transformers' files
     @classmethod
@@ -193,6 +171,32 @@ class CLIPTextModel(ModelMixin):
             state_dict = {k[len("text_model."):]: v for k, v in state_dict.items() if k.startswith("text_model.")}
         state_dict.pop("embeddings.position_ids", None)
         return state_dict
+
+# %% ../chapters/04c_text_encoder.ipynb #e7733c35
+class CLIPTextModel(_CLIPTextFiles):
+    """CLIP's text transformer. `model(input_ids)` -> last hidden state (B, L, d) after the final LayerNorm.
+
+    `CLIPTextModel(**config)` or `CLIPTextModel(CLIPTextConfig(...))`; `return_pooled=True` also
+    returns the pooled output (B, d): the hidden state at the first `eos_token_id` (transformers'
+    rule; configs with the old `eos_token_id == 2` use the position of the largest id).
+
+    The model contract of chapter 00d (`minisd.modeling.ModelMixin`) with transformers' files:
+    `save_pretrained(folder)` writes `config.json` and `model.safetensors` and returns the folder;
+    `from_pretrained(folder, subfolder=None, device=None, dtype=None)` reads them with strict keys
+    and returns the model in eval mode. Its config is a `CLIPTextConfig` (transformers' keys), and
+    every config goes through the one policy of `check_config_keys`.
+    """
+
+    def __init__(self, config=None, **kwargs):
+        super().__init__()
+        if isinstance(config, CLIPTextConfig):
+            config = asdict(config)
+        self.config = CLIPTextConfig.from_dict({**(config or {}), **kwargs})
+        self.embeddings = CLIPTextEmbeddings(self.config)
+        self.encoder = CLIPEncoder(self.config)
+        self.final_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
+        for name, p in self.embeddings.named_parameters():  # CLIP's init (transformers' _init_weights)
+            nn.init.normal_(p, std=self.config.initializer_range * (0.5 if "position" in name else 1.0))
 
     def forward(self, input_ids, attention_mask=None, return_pooled=False):
         if input_ids.ndim != 2:

@@ -239,12 +239,8 @@ def write_tokenizer_files(folder, vocab, merges, special_tokens, model_max_lengt
     return folder
 
 # %% ../chapters/04a_tokenizer.ipynb #23edc676
-class CLIPTokenizer:
-    """CLIP's byte-level BPE tokenizer, with transformers' names, files and ids.
-
-    `vocab` maps token -> id, `merges` is the list of pairs in rank order. Unknown symbols (only
-    possible with a vocabulary that lacks some bytes) become `unk_token`.
-    """
+class _BPETokenizer:
+    "The encoding half of `CLIPTokenizer`: vocabulary, special tokens, text -> tokens -> ids, padding."
 
     def __init__(self, vocab, merges, model_max_length=MODEL_MAX_LENGTH, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN,
                  unk_token=EOS_TOKEN, pad_token=EOS_TOKEN):
@@ -314,6 +310,14 @@ class CLIPTokenizer:
         width = max_length if padding == "max_length" else max((len(r) for r in rows), default=0)
         padded = [r + [self.pad_token_id] * (width - len(r)) for r in rows]
         return torch.tensor(padded, dtype=torch.long).reshape(len(rows), width)
+
+# %% ../chapters/04a_tokenizer.ipynb #606edae7
+class CLIPTokenizer(_BPETokenizer):
+    """CLIP's byte-level BPE tokenizer, with transformers' names, files and ids.
+
+    `vocab` maps token -> id, `merges` is the list of pairs in rank order. Unknown symbols (only
+    possible with a vocabulary that lacks some bytes) become `unk_token`.
+    """
 
     def decode(self, ids, skip_special_tokens=False):
         "ids -> text: tokens joined, bytes decoded (invalid UTF-8 -> U+FFFD), `</w>` -> space, stripped."
