@@ -43,3 +43,5 @@ from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel, pretrained_text_unet
 from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution
 from minisd.vae_training import pretrained_vae
+# several objects per image, and their exact GenEval-style reader (chapter 10)
+from minisd.scenes import load_scenes, make_scenes, read_scene, relative_position, render_scenes, score

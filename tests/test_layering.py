@@ -20,6 +20,7 @@ LAYERS = [
     {"pipeline"},
     {"train"},
     {"evaluate"},
+    {"scenes"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
