@@ -93,6 +93,19 @@ def test_every_evidence_cell_computes():
             assert computes(code), f"an evidence cell of {s['md'][:40]!r} prints literals only:\n{code[:300]}"
 
 
+def test_evidence_outputs_are_folded_for_self_test():
+    "JupyterLab keeps an evidence cell's output collapsed until clicked, so the answers do not show at a glance."
+    in_section = False
+    for cell in cells():
+        if cell.cell_type == "markdown":
+            if re.match(r"^## (Seed|Q) ?\d+", cell.source):
+                in_section = True
+            elif re.match(r"^#{1,2} ", cell.source.lstrip("-\n ")):
+                in_section = False
+        elif in_section:
+            assert cell.metadata.get("jupyter", {}).get("outputs_hidden"), f"output not folded:\n{cell.source[:80]}"
+
+
 # --- structure -------------------------------------------------------------------------------------------
 
 def test_fourteen_seed_sections_in_order_with_five_parts():
