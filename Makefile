@@ -4,6 +4,10 @@
 #   make test   create .venv if missing, install minisd with [dev,course], check export drift,
 #               run the unit tests and every notebook (quick profile, offline)
 #   make lab    the same set-up, then JupyterLab on chapters/
+#   make bench  the scenes benchmark of chapter 10 on BENCH (default `real`: real renders, the ceiling row;
+#               or a pipeline folder, e.g. `make bench BENCH=outputs/checkpoint`); prints the scores and a
+#               leaderboard row, writes outputs/bench.json; BENCH_ARGS="--leaderboard benchmarks/scenes_leaderboard.md"
+#               appends the row to the leaderboard
 # and, for maintainers:
 #   make export write minisd/ from the notebooks (nbdev), after editing an exported cell
 #   make lint   ruff on the package and the tests
@@ -16,7 +20,7 @@ STAMP  := $(VENV)/.installed-minisd
 # threads keep PyTorch from collapsing when a shared machine has more jobs than cores.
 TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup demo test lab export lint
+.PHONY: setup demo test lab export lint bench
 
 setup: $(STAMP)
 
@@ -28,6 +32,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m minisd demo
+
+BENCH      ?= real
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	$(PY) -m minisd bench $(BENCH) --out outputs/bench.json $(BENCH_ARGS)
 
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest

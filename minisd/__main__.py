@@ -1,7 +1,7 @@
-"""The command line: `python -m minisd {train,sample,eval,demo} --help`.
+"""The command line: `python -m minisd {train,sample,eval,demo,bench} --help`.
 
 Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b),
-`minisd.evaluate` (chapter 08c) and `minisd.pipeline` (chapter 08a). Bad arguments and
+`minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a) and `minisd.scenes` (chapter 10). Bad arguments and
 unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
 the full traceback instead.
 """
@@ -54,7 +54,7 @@ def _profile(text):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench}")
     profile_help = "quick, cpu or gpu (default: MINISD_PROFILE, else gpu with CUDA, else cpu)"
 
     p = sub.add_parser("train", help="train the VAE, the text encoder and the UNet (or one stage)",
@@ -104,7 +104,54 @@ def build_parser():
     p.add_argument("--profile", type=_profile, help=profile_help)
     p.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo from its checkpoints")
+
+    p = sub.add_parser("bench", help="score a checkpoint (or `real`) on the scenes benchmark of chapter 10",
+                       description="Sample the scenes benchmark's fixed prompts (64x64, fixed seeds) and score them "
+                                   "with the exact scene reader: per task k/n with 95% intervals, the overall mean, "
+                                   "held-out splits, and FD/KID on mini CLIP features beside the real floor.")
+    p.add_argument("checkpoint", help="pipeline folder, or `real`: real renders (the benchmark's ceiling row)")
+    p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the benchmark's size and features")
+    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    p.add_argument("--images-per-prompt", type=_positive_int, help="images per prompt (default: the profile's)")
+    p.add_argument("--prompts-per-task", type=_positive_int, help="prompts per task (default: the profile's)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench.json"),
+                   help="JSON report to write (default: %(default)s)")
+    p.add_argument("--name", help="the row's name on the leaderboard (default: the checkpoint)")
+    p.add_argument("--leaderboard", type=Path, help="also append the row to this markdown table")
     return parser
+
+
+def _bench(args):
+    "The `bench` command: run the benchmark, print the scores and a leaderboard row, write the report."
+    from minisd import scenes
+    from minisd.core import get_profile
+
+    profile = get_profile(args.profile)
+    command = f"python -m minisd bench {args.checkpoint} --profile {profile.name}"
+    if args.checkpoint == "real":
+        generate = "real"
+    else:
+        pipe = load_pipeline(Path(args.checkpoint))
+        generate = scenes.pipeline_generator(pipe, args.steps, args.guidance, args.scheduler)
+        command += f" --steps {args.steps} --guidance {args.guidance:g} --scheduler {args.scheduler}"
+    for flag, value in (("--images-per-prompt", args.images_per_prompt), ("--prompts-per-task", args.prompts_per_task)):
+        if value is not None:
+            command += f" {flag} {value}"
+    report = scenes.run_benchmark(generate, profile, args.prompts_per_task, args.images_per_prompt)
+    row = scenes.leaderboard_row(report, args.name or str(args.checkpoint), command)
+    report |= {"command": command, "checkpoint": str(args.checkpoint), "row": row}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print("\n".join(scenes.format_report(report)))
+    print(f"wrote {args.out}; leaderboard row:\n{row}")
+    if args.leaderboard is not None:
+        if not args.leaderboard.exists():
+            args.leaderboard.write_text(scenes.LEADERBOARD_HEADER + "\n")
+        with args.leaderboard.open("a") as f:
+            f.write(row + "\n")
+        print(f"appended the row to {args.leaderboard}")
 
 
 def load_pipeline(folder, scheduler=None):
@@ -146,6 +193,8 @@ def run(args):
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
+    elif args.command == "bench":
+        _bench(args)
     elif args.command == "demo":
         report = evaluate.demo(args.out, profile=args.profile, resume=args.resume)
         ev = report["eval"]

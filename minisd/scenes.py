@@ -5,8 +5,11 @@
 # %% auto #0
 __all__ = ['SCENE_SIZE', 'OBJECT_SCALE', 'ENCLOSING', 'MARGIN', 'BORDER', 'TASKS', 'RELATIONS', 'RELATION_WORDS', 'NUMBERS',
            'POSITION_THRESHOLD', 'HELDOUT_COMBOS', 'SPLITS', 'SPLIT_SIZES', 'SCENES_VERSION', 'COMPONENT_THRESHOLD',
-           'MIN_COMPONENT', 'DILATE', 'CROP', 'object_box', 'render_scenes', 'relative_position', 'caption_from_record',
-           'make_scenes', 'load_scenes', 'label_components', 'read_scene', 'verdict', 'score']
+           'MIN_COMPONENT', 'DILATE', 'CROP', 'BENCH_SIZES', 'RECORD_COLUMNS', 'FEATURE_SIZE', 'LEADERBOARD_HEADER',
+           'object_box', 'render_scenes', 'relative_position', 'caption_from_record', 'make_scenes', 'load_scenes',
+           'label_components', 'read_scene', 'verdict', 'score', 'benchmark_prompts', 'benchmark_seeds',
+           'real_generator', 'pipeline_generator', 'image_features', 'frechet_distance', 'kernel_distance',
+           'run_benchmark', 'format_report', 'machine_description', 'leaderboard_row']
 
 # %% ../chapters/10_scenes_benchmark.ipynb #be55c08b
 import io
@@ -356,3 +359,225 @@ def score(images, records):
     result["overall"] = float(np.mean([v["accuracy"] for v in result.values()])) if result else float("nan")
     result["per_image"] = [ok for ok, _ in verdicts]
     return result
+
+# %% ../chapters/10_scenes_benchmark.ipynb #22d5b8b4
+BENCH_SIZES = {  # prompts per task (test split), images per prompt, prompts per held-out split
+    "quick": {"prompts_per_task": 2, "images_per_prompt": 2, "heldout_prompts": 6},
+    "cpu": {"prompts_per_task": 16, "images_per_prompt": 4, "heldout_prompts": 24},
+    "gpu": {"prompts_per_task": 48, "images_per_prompt": 4, "heldout_prompts": 96},
+}
+RECORD_COLUMNS = ["caption", "task", "objects", "include", "exclude", "relation"]
+
+
+def benchmark_prompts(scenes, prompts_per_task, heldout_prompts):
+    """The fixed prompt set: {split: list of records (no images)}.
+
+    "test": the first `prompts_per_task` records of each task of the test split, task by task in
+    TASKS order; each held-out split: its first `heldout_prompts` records.
+    """
+    test = list(scenes["test"].select_columns(RECORD_COLUMNS))
+    chosen = {"test": []}
+    for task in TASKS:
+        mine = [r for r in test if r["task"] == task][:prompts_per_task]
+        if len(mine) < prompts_per_task:
+            raise ValueError(f"the test split has {len(mine)} {task} records; asked for {prompts_per_task}")
+        chosen["test"] += mine
+    for name in SPLITS[2:]:
+        if heldout_prompts > len(scenes[name]):
+            raise ValueError(f"{name} has {len(scenes[name])} records; asked for {heldout_prompts}")
+        chosen[name] = list(scenes[name].select_columns(RECORD_COLUMNS).select(range(heldout_prompts)))
+    return chosen
+
+
+def benchmark_seeds(n_prompts, images_per_prompt):
+    "The seed of every image: image j of prompt i is drawn from seed i * images_per_prompt + j."
+    return [i * images_per_prompt + j for i in range(n_prompts) for j in range(images_per_prompt)]
+
+# %% ../chapters/10_scenes_benchmark.ipynb #0f5bf684
+def real_generator(records):
+    """A `generate(prompts, seeds)` that draws real scenes: for each prompt, the objects of the first of
+    `records` with that caption, laid out anew by the dataset's placement seeded by the seed, and rendered."""
+    by_caption = {}
+    for r in records:
+        by_caption.setdefault(r["caption"], r)
+
+    def generate(prompts, seeds):
+        layouts = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            if prompt not in by_caption:
+                raise ValueError(f"no record has the caption {prompt!r}")
+            r = by_caption[prompt]
+            rng = np.random.default_rng([int(seed), 10])  # 10: a stream of its own, apart from make_scenes' splits
+            layouts.append(_place(rng, [(o["colour"], o["shape"]) for o in r["objects"]], r["relation"]))
+        return torch.from_numpy(render_scenes(layouts)).permute(0, 3, 1, 2).float() / 255
+    return generate
+
+
+def pipeline_generator(pipe, steps=20, guidance=4.0, scheduler="ddim", size=SCENE_SIZE):
+    """A `generate(prompts, seeds)` that samples `pipe` at `size` x `size` pixels: each image from its own
+    seeded noise, with `scheduler` (a name for `get_scheduler`) in a new pipeline sharing `pipe`'s models."""
+    from minisd.pipeline import get_scheduler
+
+    sampler = type(pipe)(**{**pipe.components, "scheduler": get_scheduler(scheduler, pipe.scheduler.config)})
+    f = pipe.vae_scale_factor
+    shape = (pipe.unet.config.in_channels, size // f, size // f)
+
+    @torch.no_grad()
+    def generate(prompts, seeds):
+        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        return sampler(list(prompts), num_inference_steps=steps, guidance_scale=guidance, latents=latents,
+                       height=size, width=size, progress=False).float().cpu()
+    return generate
+
+# %% ../chapters/10_scenes_benchmark.ipynb #e7e292b4
+FEATURE_SIZE = 32  # the mini CLIP image tower's input side
+
+
+@torch.no_grad()
+def image_features(images, clip, batch_size=256):
+    """The fixed features: images (N, 3, S, S) in [0, 1] -> (N, D) float64, the mini CLIP image tower's
+    output before its projection. Scenes larger than FEATURE_SIZE are shrunk by average pooling
+    (2x2 for 64x64: each pixel the mean of four)."""
+    x = torch.as_tensor(images).float()
+    if x.shape[-1] != FEATURE_SIZE:
+        x = F.avg_pool2d(x, x.shape[-1] // FEATURE_SIZE)
+    device = next(clip.parameters()).device
+    return torch.cat([clip.vision_model(x[i:i + batch_size].to(device)).double().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+# %% ../chapters/10_scenes_benchmark.ipynb #d58cb375
+def frechet_distance(a, b):
+    """The Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D), as in FID:
+    ||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a^1/2 S_b S_a^1/2)^1/2), in float64."""
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
+    w, v = torch.linalg.eigh(s_a)
+    root_a = (v * w.clamp(min=0).sqrt()) @ v.T  # S_a^1/2
+    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+
+
+def kernel_distance(a, b):
+    """KID: the unbiased estimate of the squared MMD between two feature sets with the cubic polynomial
+    kernel k(x, y) = (x . y / D + 1)^3 (Binkowski et al. 2018), on the whole sets at once (KID's
+    reference code averages it over subsets of 1000). Its expectation is 0 for two samples of one
+    distribution, so it can come out slightly negative."""
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    m, n, d = len(a), len(b), a.shape[1]
+    if m < 2 or n < 2:
+        raise ValueError(f"KID needs at least 2 samples per set; got {m} and {n}")
+    k_aa, k_bb, k_ab = ((x @ y.T / d + 1) ** 3 for x, y in ((a, a), (b, b), (a, b)))
+    within_a = (k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1))  # the diagonal k(x, x) is left out: unbiased
+    within_b = (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
+    return float(within_a + within_b - 2 * k_ab.mean())
+
+# %% ../chapters/10_scenes_benchmark.ipynb #08f76934
+def _task_scores(result):
+    "score's result -> {task: n, hits, abstained, accuracy, interval, rate} and 'overall' (the mean of the tasks)."
+    from minisd.reader import format_rate, wilson_interval
+
+    out = {t: {**result[t], "interval": list(wilson_interval(result[t]["hits"], result[t]["n"])),
+               "rate": format_rate(result[t]["hits"], result[t]["n"], result[t]["abstained"])}
+           for t in TASKS if t in result}
+    return {**out, "overall": result["overall"]}
+
+
+def run_benchmark(generate, profile=None, prompts_per_task=None, images_per_prompt=None, heldout_prompts=None,
+                  clip=None, scenes=None, batch_size=64, progress=True, return_images=False):
+    """Score a generator on the scenes benchmark -> a JSON-ready report (and the images if `return_images`).
+
+    `generate(prompts, seeds)` -> (B, 3, 64, 64) in [0, 1], or "real" for `real_generator`. Sizes default
+    to BENCH_SIZES[profile]; `clip` (the feature tower) to `train_mini_clip(profile)`'s; `scenes` to
+    `load_scenes(profile)`. Report: "tasks" (per task and "overall"), "heldout" (per split, the same),
+    "distribution" (FD and KID against real training scenes, with the real-vs-real floor at the same n).
+    """
+    from tqdm.auto import tqdm
+
+    from minisd.clip import train_mini_clip
+    from minisd.data import images_to_tensor
+
+    p = get_profile(profile)
+    sizes = {k: v if v is not None else BENCH_SIZES[p.name][k] for k, v in
+             (("prompts_per_task", prompts_per_task), ("images_per_prompt", images_per_prompt),
+              ("heldout_prompts", heldout_prompts))}
+    scenes = load_scenes(p) if scenes is None else scenes
+    prompts = benchmark_prompts(scenes, sizes["prompts_per_task"], sizes["heldout_prompts"])
+    if generate == "real":
+        generate = real_generator([r for records in prompts.values() for r in records])
+    k = sizes["images_per_prompt"]
+    report = {"profile": p.name, **sizes, "tasks": {}, "heldout": {}}
+    images = {}
+    for name, records in prompts.items():
+        captions = [r["caption"] for r in records for _ in range(k)]
+        seeds = benchmark_seeds(len(records), k)
+        chunks = range(0, len(captions), batch_size)
+        images[name] = torch.cat([generate(captions[i:i + batch_size], seeds[i:i + batch_size])
+                                  for i in tqdm(chunks, desc=name, disable=not progress)])
+        scores = _task_scores(score(images[name], [r for r in records for _ in range(k)]))
+        if name == "test":
+            report["tasks"] = scores
+        else:
+            report["heldout"][name] = scores
+    n = len(images["test"])
+    if 2 * n > len(scenes["train"]):
+        raise ValueError(f"the distribution measure needs {2 * n} real training scenes; "
+                         f"the split has {len(scenes['train'])}")
+    clip = train_mini_clip(p, progress=False).clip.eval() if clip is None else clip
+    real_a, real_b = (image_features(images_to_tensor(scenes["train"].select(range(i * n, (i + 1) * n))), clip)
+                      for i in (0, 1))
+    fake = image_features(images["test"], clip)
+    report["distribution"] = {"n": n, "fd": frechet_distance(fake, real_a), "kid": kernel_distance(fake, real_a),
+                              "fd_floor": frechet_distance(real_b, real_a),
+                              "kid_floor": kernel_distance(real_b, real_a)}
+    return (report, images) if return_images else report
+
+# %% ../chapters/10_scenes_benchmark.ipynb #fed511fd
+def format_report(report):
+    "A report of `run_benchmark` as lines of text: each task's rate, the overall score, held-out, FD and KID."
+    lines = [f"profile {report['profile']}: {report['prompts_per_task']} prompts per task x "
+             f"{report['images_per_prompt']} images; held-out {report['heldout_prompts']} prompts per split"]
+    lines += [f"  {t:14s} {s['rate']}" for t, s in report["tasks"].items() if t != "overall"]
+    lines.append(f"  {'overall':14s} {report['tasks']['overall']:.1%} (mean of the task scores)")
+    for name, scores in report["heldout"].items():
+        lines.append(f"{name}: overall {scores['overall']:.1%}")
+        lines += [f"  {t:14s} {s['rate']}" for t, s in scores.items() if t != "overall"]
+    d = report["distribution"]
+    lines.append(f"distribution (mini CLIP features, n={d['n']}; not comparable with Inception FID): "
+                 f"FD {d['fd']:.2f} (real floor {d['fd_floor']:.2f}), "
+                 f"KID {d['kid']:.4f} (real floor {d['kid_floor']:.4f})")
+    return lines
+
+
+def machine_description():
+    "The machine a run used: the GPU's name, or the CPU's model and core count (from /proc/cpuinfo where it exists)."
+    import os
+    import platform
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU {model}, {cores} cores"
+
+
+LEADERBOARD_HEADER = ("| row | command | machine | date | " + " | ".join(TASKS) + " | overall | held-out pairs "
+                      "| held-out combos | FD (real floor) | KID (real floor) |\n|" + " --- |" * (len(TASKS) + 9))
+
+
+def leaderboard_row(report, name, command, machine=None, date=None):
+    "One markdown row of the leaderboard (columns of LEADERBOARD_HEADER) for a report of `run_benchmark`."
+    import datetime
+
+    date = date or datetime.date.today().isoformat()
+    tasks = [report["tasks"][t]["rate"] if t in report["tasks"] else "-" for t in TASKS]
+    held = [f"{report['heldout'][s]['overall']:.1%}" if s in report["heldout"] else "-" for s in SPLITS[2:]]
+    d = report["distribution"]
+    cells = [name, f"`{command}`", machine or machine_description(), date, *tasks,
+             f"{report['tasks']['overall']:.1%}", *held, f"{d['fd']:.2f} ({d['fd_floor']:.2f}; n={d['n']})",
+             f"{d['kid']:.4f} ({d['kid_floor']:.4f})"]
+    return "| " + " | ".join(cells) + " |"

@@ -101,3 +101,24 @@ def test_the_module_runs_as_a_program_without_traceback(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "minisd", "demo", "--help"], capture_output=True, text=True,
                                timeout=120).stdout
     assert "samples.png" in help_text and "--resume" in help_text
+
+
+def test_bench_real_scores_every_task_and_writes_a_row(tmp_path, capsys):
+    out, board = tmp_path / "bench.json", tmp_path / "board.md"
+    assert main(["bench", "real", "--profile", "quick", "--out", str(out), "--leaderboard", str(board)]) == 0
+    report = json.loads(out.read_text())
+    assert report["command"] == "python -m minisd bench real --profile quick"
+    assert all(s["hits"] >= 0.99 * s["n"] for t, s in report["tasks"].items() if t != "overall")
+    assert report["distribution"]["n"] > 0 and "real floor" in capsys.readouterr().out
+    lines = board.read_text().splitlines()
+    assert lines[0].startswith("| row | command |") and lines[-1] == report["row"] and len(lines) == 3
+
+
+def test_bench_rejects_a_bad_checkpoint_and_bad_arguments(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "nothing"), "--profile", "quick", "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minisd bench: error: no checkpoint at") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.json").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "real", "--images-per-prompt", "0"])
+    assert exit_info.value.code == 2 and "must be >= 1, got 0" in capsys.readouterr().err

@@ -188,3 +188,67 @@ def test_relative_position_direction_cut_at_half():
         other = (10, 20 - h, 20, 30 - h)
         assert ("left of" in scenes.relative_position(other, box, threshold=0.0)) == left
     assert np.isclose(10 * 3**0.5, 17.32, atol=0.01)
+
+
+# --- the benchmark (run_benchmark, FD, KID) ---
+
+@pytest.fixture(scope="module")
+def features():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(400, 8, generator=g, dtype=torch.float64), torch.randn(400, 8, generator=g, dtype=torch.float64)
+
+
+def test_frechet_distance_is_zero_on_itself_and_matches_the_gaussian_formula(features):
+    a, b = features
+    assert abs(scenes.frechet_distance(a, a)) < 1e-8
+    shifted = b + 3.0  # same covariance, mean moved by 3 in each of 8 dims: FD ~ 8 * 9 (plus sampling noise)
+    assert abs(scenes.frechet_distance(a, shifted) - scenes.frechet_distance(a, b) - 72) < 3
+    # diagonal Gaussians with variances 1 and 4: Tr(S_a + S_b - 2 (S_a S_b)^1/2) = 8 * (1 + 4 - 4) = 8
+    assert abs(scenes.frechet_distance(a, 2 * b) - 8) < 2
+
+
+def test_kernel_distance_is_unbiased_and_grows_with_a_difference(features):
+    a, b = features
+    g = torch.Generator().manual_seed(1)
+    kids = [scenes.kernel_distance(torch.randn(100, 8, generator=g), torch.randn(100, 8, generator=g))
+            for _ in range(30)]  # pairs of samples of one distribution
+    assert abs(np.mean(kids)) < 3 * np.std(kids) / math.sqrt(30)  # mean ~ 0: no positive bias
+    assert scenes.kernel_distance(a, b + 1.0) > 10 * max(abs(k) for k in kids)
+    with pytest.raises(ValueError, match="at least 2"):
+        scenes.kernel_distance(a[:1], b)
+
+
+def test_benchmark_prompts_are_fixed_and_balanced(splits):
+    chosen = scenes.benchmark_prompts(splits, 3, 5)
+    assert [r["task"] for r in chosen["test"]] == [t for t in scenes.TASKS for _ in range(3)]
+    assert {k: len(v) for k, v in chosen.items()} == {"test": 18, "test_heldout_pairs": 5, "test_heldout_combos": 5}
+    assert chosen == scenes.benchmark_prompts(splits, 3, 5)
+    assert scenes.benchmark_seeds(2, 3) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="asked for 999"):
+        scenes.benchmark_prompts(splits, 999, 5)
+
+
+def test_real_generator_is_seeded_and_keeps_the_caption(splits):
+    records = scenes.benchmark_prompts(splits, 2, 2)["test"]
+    real = scenes.real_generator(records)
+    captions = [r["caption"] for r in records]
+    x = real(captions, range(len(captions)))
+    assert x.shape == (len(captions), 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x, real(captions, range(len(captions))))
+    assert not torch.equal(x, real(captions, range(100, 100 + len(captions))))
+    assert all(scenes.score(x, records)["per_image"])
+
+
+def test_run_benchmark_on_real_scenes_reads_every_task(splits):
+    report = scenes.run_benchmark("real", "quick", prompts_per_task=4, images_per_prompt=2, heldout_prompts=6,
+                                  scenes=splits, progress=False)
+    for scores in (report["tasks"], *report["heldout"].values()):
+        for task, s in scores.items():
+            if task != "overall":
+                assert s["hits"] >= 0.99 * s["n"], (task, s)
+                assert s["interval"][0] <= s["accuracy"] <= s["interval"][1] + 1e-9
+    assert report["tasks"]["single_object"]["n"] == 8 and set(report["heldout"]) == set(scenes.SPLITS[2:])
+    d = report["distribution"]
+    assert d["n"] == 48 and all(math.isfinite(v) for v in d.values())
+    row = scenes.leaderboard_row(report, "real", "cmd", machine="m", date="d")
+    assert {line.count("|") for line in scenes.LEADERBOARD_HEADER.splitlines()} == {row.count("|")}
