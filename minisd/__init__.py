@@ -45,3 +45,9 @@ from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution
 from minisd.vae_training import pretrained_vae
 # several objects per image, and their exact GenEval-style reader (chapter 10)
 from minisd.scenes import load_scenes, make_scenes, read_scene, relative_position, render_scenes, score
+# flow matching: SD3's and FLUX's scheduler (chapter 11a)
+from minisd.flow import (
+    FlowMatchEulerDiscreteScheduler,
+    calculate_shift,
+    compute_density_for_timestep_sampling,
+)

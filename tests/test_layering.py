@@ -21,6 +21,7 @@ LAYERS = [
     {"train"},
     {"evaluate"},
     {"scenes"},
+    {"flow"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
