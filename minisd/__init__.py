@@ -51,3 +51,5 @@ from minisd.flow import (
     calculate_shift,
     compute_density_for_timestep_sampling,
 )
+# MMDiT: Stable Diffusion 3's transformer (chapter 11b)
+from minisd.mmdit import SD3Transformer2DModel

@@ -22,6 +22,7 @@ LAYERS = [
     {"evaluate"},
     {"scenes"},
     {"flow"},
+    {"mmdit"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
