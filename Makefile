@@ -4,7 +4,7 @@
 #   make test   create .venv if missing, install minisd with [dev,course], check export drift,
 #               run the unit tests and every notebook (quick profile, offline)
 #   make lab    the same set-up, then JupyterLab on chapters/
-#   make bench  the scenes benchmark of chapter 10 on BENCH (default `real`: real renders, the ceiling row;
+#   make bench  the scenes benchmark of chapter 10b on BENCH (default `real`: real renders, the ceiling row;
 #               or a pipeline folder, e.g. `make bench BENCH=outputs/checkpoint`); prints the scores and a
 #               leaderboard row, writes outputs/bench.json; BENCH_ARGS="--leaderboard benchmarks/scenes_leaderboard.md"
 #               appends the row to the leaderboard

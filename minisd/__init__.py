@@ -28,23 +28,19 @@ from minisd.attention import Attention
 from minisd.cvae import ConditionalVAE
 from minisd.diffusion import DDPMScheduler
 from minisd.pipeline import StableDiffusionPipeline
-from minisd.sampling import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    classifier_free_guidance,
-    rescale_noise_cfg,
-)
+from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler
+from minisd.edm import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+from minisd.guidance import classifier_free_guidance, rescale_noise_cfg
 from minisd.clip import MiniCLIP, train_mini_clip
 from minisd.text_encoder import CLIPTextConfig, CLIPTextModel
 from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel, pretrained_text_unet
 from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution
 from minisd.vae_training import pretrained_vae
-# several objects per image, and their exact GenEval-style reader (chapter 10)
-from minisd.scenes import load_scenes, make_scenes, read_scene, relative_position, render_scenes, score
+# several objects per image, captioned in GenEval's task forms (chapter 10a)
+from minisd.scenes import load_scenes, make_scenes, relative_position, render_scenes
+# their exact GenEval-style reader, and the benchmark (chapter 10b)
+from minisd.scene_benchmark import read_scene, score
 # flow matching: SD3's and FLUX's scheduler (chapter 11a)
 from minisd.flow import (
     FlowMatchEulerDiscreteScheduler,

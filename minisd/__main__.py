@@ -1,8 +1,8 @@
 """The command line: `python -m minisd {train,sample,eval,demo,bench} --help`.
 
 Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b),
-`minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a) and `minisd.scenes` (chapter 10). Bad arguments and
-unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
+`minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a) and `minisd.scene_benchmark` (chapter 10b).
+Bad arguments and unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
 the full traceback instead.
 """
 
@@ -125,7 +125,7 @@ def build_parser():
 
 def _bench(args):
     "The `bench` command: run the benchmark, print the scores and a leaderboard row, write the report."
-    from minisd import scenes
+    from minisd import scene_benchmark
     from minisd.core import get_profile
 
     profile = get_profile(args.profile)
@@ -134,21 +134,21 @@ def _bench(args):
         generate = "real"
     else:
         pipe = load_pipeline(Path(args.checkpoint))
-        generate = scenes.pipeline_generator(pipe, args.steps, args.guidance, args.scheduler)
+        generate = scene_benchmark.pipeline_generator(pipe, args.steps, args.guidance, args.scheduler)
         command += f" --steps {args.steps} --guidance {args.guidance:g} --scheduler {args.scheduler}"
     for flag, value in (("--images-per-prompt", args.images_per_prompt), ("--prompts-per-task", args.prompts_per_task)):
         if value is not None:
             command += f" {flag} {value}"
-    report = scenes.run_benchmark(generate, profile, args.prompts_per_task, args.images_per_prompt)
-    row = scenes.leaderboard_row(report, args.name or str(args.checkpoint), command)
+    report = scene_benchmark.run_benchmark(generate, profile, args.prompts_per_task, args.images_per_prompt)
+    row = scene_benchmark.leaderboard_row(report, args.name or str(args.checkpoint), command)
     report |= {"command": command, "checkpoint": str(args.checkpoint), "row": row}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print("\n".join(scenes.format_report(report)))
+    print("\n".join(scene_benchmark.format_report(report)))
     print(f"wrote {args.out}; leaderboard row:\n{row}")
     if args.leaderboard is not None:
         if not args.leaderboard.exists():
-            args.leaderboard.write_text(scenes.LEADERBOARD_HEADER + "\n")
+            args.leaderboard.write_text(scene_benchmark.LEADERBOARD_HEADER + "\n")
         with args.leaderboard.open("a") as f:
             f.write(row + "\n")
         print(f"appended the row to {args.leaderboard}")

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'ATTRIBUTES', 'HELDOUT_PAIRS', 'POSITION_CENTRES', 'RADIUS',
            'POSITION_JITTER', 'RADIUS_JITTER', 'CAPTION_TEMPLATES', 'P_OMIT_SIZE', 'DATA_VERSION', 'signed_distance',
-           'coverage', 'render', 'caption_from_attributes', 'parse_caption', 'make_captioned_shapes',
-           'load_captioned_shapes', 'images_to_tensor', 'attribute_ids', 'load_captioned']
+           'coverage', 'render', 'caption_from_attributes', 'parse_caption', 'png_bytes', 'make_captioned_shapes',
+           'load_captioned_shapes', 'cached_dataset', 'images_to_tensor', 'attribute_ids', 'load_captioned']
 
 # %% ../chapters/00b_captioned_shapes.ipynb #89765c5f
 import io
@@ -167,7 +167,8 @@ def _sample_split(n, pairs, rng):
     return rows
 
 
-def _png(array):
+def png_bytes(array):
+    "An image array (H, W, 3) uint8 -> its PNG file's bytes, as a `datasets` Image column stores them."
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
@@ -192,7 +193,7 @@ def make_captioned_shapes(image_size=32, n_train=20_000, n_test=1_000, n_heldout
         rows = _sample_split(n, pairs, rng)
         pixels = render(rows["shape"], rows["colour"], rows["size"], rows["position"], image_size,
                         seed=int(rng.integers(2**31)))
-        rows["image"] = [{"bytes": _png(a), "path": None} for a in pixels]
+        rows["image"] = [{"bytes": png_bytes(a), "path": None} for a in pixels]
         splits[split] = Dataset.from_dict(rows, features=features)
     return DatasetDict(splits)
 
@@ -206,15 +207,21 @@ def load_captioned_shapes(profile=None, seed=0):
     The cache lives under `cache_dir()` (`MINISD_CACHE`, default ~/.cache/minisd), in a folder
     named after everything that determines its bytes.
     """
-    from datasets import load_from_disk
-
     p = get_profile(profile)
     name = f"captioned_shapes_v{DATA_VERSION}_{p.image_size}px_{p.n_train}-{p.n_test}-{p.n_heldout}_seed{seed}"
+    return cached_dataset(name, lambda: make_captioned_shapes(p.image_size, p.n_train, p.n_test, p.n_heldout, seed))
+
+
+def cached_dataset(name, make):
+    """A DatasetDict kept with `save_to_disk` in `cache_dir() / name`: made by `make()` the first time, then
+    loaded. The folder is written under a temporary name and renamed, so a half-written cache is never read."""
+    from datasets import load_from_disk
+
     path = cache_dir() / name
     if not (path / "dataset_dict.json").exists():
         tmp = path.with_name(path.name + ".tmp")
-        make_captioned_shapes(p.image_size, p.n_train, p.n_test, p.n_heldout, seed).save_to_disk(str(tmp))
-        tmp.replace(path)  # atomic: a half-written cache is never mistaken for a whole one
+        make().save_to_disk(str(tmp))
+        tmp.replace(path)
     return load_from_disk(str(path))
 
 

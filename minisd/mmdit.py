@@ -17,11 +17,8 @@ from .unet import TimestepEmbedding, Timesteps
 # %% ../chapters/11b_mmdit.ipynb #c0ccd7ba
 def get_2d_sincos_pos_embed(embed_dim, grid_size, base_size):
     """The fixed 2-D sine-cosine position table of ViT/DiT, (grid_size**2, embed_dim), row-major over the grid.
-
-    Coordinates are scaled so that the grid spans `base_size` units whatever its size (diffusers'
-    `base_size`, SD3: sample_size // patch_size). Token (r, c) gets [sincos(c), sincos(r)], each half
-    the 1-D table of the Transformer: sin(pos w_i) then cos(pos w_i), w_i = 10000 ** (-i / (D/4)).
-    """
+    The grid spans `base_size` units whatever its size (SD3: sample_size // patch_size). Token (r, c) gets
+    [sincos(c), sincos(r)], each half the Transformer's 1-D table sin(pos w_i), cos(pos w_i), w_i = 10000**(-4i/D)."""
     if embed_dim % 4:
         raise ValueError(f"embed_dim must be a multiple of 4 for a 2-D sine-cosine table; got {embed_dim}")
     coord = torch.arange(grid_size, dtype=torch.float32) / (grid_size / base_size)

@@ -17,8 +17,9 @@ import torch
 from .diffusion import DDPMScheduler
 from .configuration import DIFFUSERS_VERSION, check_inside
 from .modeling import available_memory
-from .sampling import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                             EulerDiscreteScheduler, HeunDiscreteScheduler, denoise)
+from .edm import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+from .guidance import denoise
+from .sampling import DDIMScheduler, DPMSolverMultistepScheduler
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
 from .unet import UNet2DConditionModel

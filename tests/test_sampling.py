@@ -1,4 +1,4 @@
-"""minisd.sampling: DDIMScheduler, DPMSolverMultistepScheduler and guidance, against diffusers."""
+"""minisd.sampling (DDIM, DPM-Solver++), minisd.edm (Euler, Heun) and minisd.guidance, against diffusers."""
 
 import inspect
 import json
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from minisd.diffusion import DDPMScheduler
-from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler, classifier_free_guidance, denoise
+from minisd.guidance import classifier_free_guidance, denoise
+from minisd.sampling import DDIMScheduler, DPMSolverMultistepScheduler
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -175,8 +176,9 @@ def test_guidance_and_denoise_loop_match_diffusers_pipeline_arithmetic():
 
 # --- Euler, Euler ancestral and Heun (the EDM variables), Karras sigmas, guidance rescale -----------------
 
-from minisd.sampling import (  # noqa: E402
-    EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, karras_sigmas, rescale_noise_cfg)
+from minisd.edm import (  # noqa: E402
+    EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, karras_sigmas)
+from minisd.guidance import rescale_noise_cfg  # noqa: E402
 
 SD_EDM = {k: v for k, v in SD.items() if k != "clip_sample"}  # Euler has no clip_sample key (Heun has)
 

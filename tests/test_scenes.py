@@ -1,4 +1,5 @@
-"""The scenes dataset (chapter 10): layout, captions and metadata, held-out splits, and the exact scene reader."""
+"""The scenes dataset (chapter 10a: layout, captions and metadata, held-out splits) and the exact scene reader
+and the benchmark (chapter 10b)."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from datasets import Image
 
-from minisd import scenes
+from minisd import scene_benchmark, scenes
 from minisd.data import HELDOUT_PAIRS, images_to_tensor
 from minisd.reader import degrade
 
@@ -107,7 +108,7 @@ def test_load_scenes_caches_per_profile(tmp_path, monkeypatch):
 
 def test_reader_reads_real_scenes_of_every_task(splits):
     for name in ("test", "test_heldout_pairs", "test_heldout_combos"):
-        result = scenes.score(images_to_tensor(splits[name]), splits[name])
+        result = scene_benchmark.score(images_to_tensor(splits[name]), splits[name])
         for task in [t for t in scenes.TASKS if t in result]:
             r = result[task]
             assert r["hits"] >= 0.99 * r["n"] and r["abstained"] == 0, (name, task, r)
@@ -118,7 +119,7 @@ def test_label_components_counts_blobs_with_eight_neighbours():
     mask[0, 1, 1] = mask[0, 2, 2] = True  # touching at a corner: one blob
     mask[0, 5:7, 5:7] = True  # a 2x2 block
     mask[0, 1, 6] = True  # alone
-    labels = scenes.label_components(mask)
+    labels = scene_benchmark.label_components(mask)
     assert len(labels.unique()) - 1 == 3 and labels[0, 1, 1] == labels[0, 2, 2] and labels[0, 0, 0] == 0
 
 
@@ -135,33 +136,33 @@ ATTR = {"task": "color_attr", "relation": "", "exclude": [],  # "a red circle an
 
 def test_swapping_the_colours_fails_color_attr_but_not_two_object():
     swapped = [dict(RED_CIRCLE, colour="blue"), dict(BLUE_SQUARE, colour="red")]
-    right, wrong = scenes.read_scene(torch.cat([_one([RED_CIRCLE, BLUE_SQUARE]), _one(swapped)]))
+    right, wrong = scene_benchmark.read_scene(torch.cat([_one([RED_CIRCLE, BLUE_SQUARE]), _one(swapped)]))
     two = dict(ATTR, task="two_object", include=[dict(c, colour="") for c in ATTR["include"]])
-    assert scenes.verdict(right, ATTR) == (True, False)
-    assert scenes.verdict(wrong, ATTR) == (False, False)
-    assert scenes.verdict(wrong, two) == (True, False)
+    assert scene_benchmark.verdict(right, ATTR) == (True, False)
+    assert scene_benchmark.verdict(wrong, ATTR) == (False, False)
+    assert scene_benchmark.verdict(wrong, two) == (True, False)
 
 
 def test_counting_is_exact_and_extra_objects_do_not_matter_elsewhere():
     three = [dict(RED_CIRCLE, cx=x, r=3.52) for x in (10.0, 30.0, 50.0)]
     record = {"task": "counting", "relation": "", "include": [{"shape": "circle", "colour": "", "count": 2}],
               "exclude": [{"shape": "circle", "colour": "", "count": 3}]}
-    found = scenes.read_scene(torch.cat([_one(three), _one(three[:2]), _one(three[:1])]))
-    assert [scenes.verdict(f, record)[0] for f in found] == [False, True, False]
+    found = scene_benchmark.read_scene(torch.cat([_one(three), _one(three[:2]), _one(three[:1])]))
+    assert [scene_benchmark.verdict(f, record)[0] for f in found] == [False, True, False]
     extra = dict(RED_CIRCLE, cx=32.0, cy=10.0, r=3.52)  # a small red circle nobody asked for
-    with_extra = scenes.read_scene(_one([RED_CIRCLE, BLUE_SQUARE, extra]))[0]
-    assert scenes.verdict(with_extra, ATTR) == (True, False)
+    with_extra = scene_benchmark.read_scene(_one([RED_CIRCLE, BLUE_SQUARE, extra]))[0]
+    assert scene_benchmark.verdict(with_extra, ATTR) == (True, False)
 
 
 def test_blank_degraded_and_broken_images_are_misses():
-    blank = scenes.read_scene(torch.zeros(1, 3, 64, 64))[0]
-    assert blank == [] and scenes.verdict(blank, ATTR) == (False, False)
+    blank = scene_benchmark.read_scene(torch.zeros(1, 3, 64, 64))[0]
+    assert blank == [] and scene_benchmark.verdict(blank, ATTR) == (False, False)
     g = torch.Generator().manual_seed(0)
     noisy = degrade(_one([RED_CIRCLE, BLUE_SQUARE]).repeat(20, 1, 1, 1), 2.0, 0.3, generator=g)
-    assert sum(scenes.verdict(f, ATTR)[0] for f in scenes.read_scene(noisy)) <= 2
+    assert sum(scene_benchmark.verdict(f, ATTR)[0] for f in scene_benchmark.read_scene(noisy)) <= 2
     half = _one([RED_CIRCLE, BLUE_SQUARE])
     half[:, :, :, 18:24] = 0  # cut the right half off the circle: the reader abstains on its shape
-    verdict = scenes.verdict(scenes.read_scene(half)[0], ATTR)
+    verdict = scene_benchmark.verdict(scene_benchmark.read_scene(half)[0], ATTR)
     assert verdict == (False, True)
 
 
@@ -200,47 +201,47 @@ def features():
 
 def test_frechet_distance_is_zero_on_itself_and_matches_the_gaussian_formula(features):
     a, b = features
-    assert abs(scenes.frechet_distance(a, a)) < 1e-8
+    assert abs(scene_benchmark.frechet_distance(a, a)) < 1e-8
     shifted = b + 3.0  # same covariance, mean moved by 3 in each of 8 dims: FD ~ 8 * 9 (plus sampling noise)
-    assert abs(scenes.frechet_distance(a, shifted) - scenes.frechet_distance(a, b) - 72) < 3
+    assert abs(scene_benchmark.frechet_distance(a, shifted) - scene_benchmark.frechet_distance(a, b) - 72) < 3
     # diagonal Gaussians with variances 1 and 4: Tr(S_a + S_b - 2 (S_a S_b)^1/2) = 8 * (1 + 4 - 4) = 8
-    assert abs(scenes.frechet_distance(a, 2 * b) - 8) < 2
+    assert abs(scene_benchmark.frechet_distance(a, 2 * b) - 8) < 2
 
 
 def test_kernel_distance_is_unbiased_and_grows_with_a_difference(features):
     a, b = features
     g = torch.Generator().manual_seed(1)
-    kids = [scenes.kernel_distance(torch.randn(100, 8, generator=g), torch.randn(100, 8, generator=g))
+    kids = [scene_benchmark.kernel_distance(torch.randn(100, 8, generator=g), torch.randn(100, 8, generator=g))
             for _ in range(30)]  # pairs of samples of one distribution
     assert abs(np.mean(kids)) < 3 * np.std(kids) / math.sqrt(30)  # mean ~ 0: no positive bias
-    assert scenes.kernel_distance(a, b + 1.0) > 10 * max(abs(k) for k in kids)
+    assert scene_benchmark.kernel_distance(a, b + 1.0) > 10 * max(abs(k) for k in kids)
     with pytest.raises(ValueError, match="at least 2"):
-        scenes.kernel_distance(a[:1], b)
+        scene_benchmark.kernel_distance(a[:1], b)
 
 
 def test_benchmark_prompts_are_fixed_and_balanced(splits):
-    chosen = scenes.benchmark_prompts(splits, 3, 5)
+    chosen = scene_benchmark.benchmark_prompts(splits, 3, 5)
     assert [r["task"] for r in chosen["test"]] == [t for t in scenes.TASKS for _ in range(3)]
     assert {k: len(v) for k, v in chosen.items()} == {"test": 18, "test_heldout_pairs": 5, "test_heldout_combos": 5}
-    assert chosen == scenes.benchmark_prompts(splits, 3, 5)
-    assert scenes.benchmark_seeds(2, 3) == [0, 1, 2, 3, 4, 5]
+    assert chosen == scene_benchmark.benchmark_prompts(splits, 3, 5)
+    assert scene_benchmark.benchmark_seeds(2, 3) == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="asked for 999"):
-        scenes.benchmark_prompts(splits, 999, 5)
+        scene_benchmark.benchmark_prompts(splits, 999, 5)
 
 
 def test_real_generator_is_seeded_and_keeps_the_caption(splits):
-    records = scenes.benchmark_prompts(splits, 2, 2)["test"]
-    real = scenes.real_generator(records)
+    records = scene_benchmark.benchmark_prompts(splits, 2, 2)["test"]
+    real = scene_benchmark.real_generator(records)
     captions = [r["caption"] for r in records]
     x = real(captions, range(len(captions)))
     assert x.shape == (len(captions), 3, 64, 64) and 0 <= x.min() and x.max() <= 1
     assert torch.equal(x, real(captions, range(len(captions))))
     assert not torch.equal(x, real(captions, range(100, 100 + len(captions))))
-    assert all(scenes.score(x, records)["per_image"])
+    assert all(scene_benchmark.score(x, records)["per_image"])
 
 
 def test_run_benchmark_on_real_scenes_reads_every_task(splits):
-    report = scenes.run_benchmark("real", "quick", prompts_per_task=4, images_per_prompt=2, heldout_prompts=6,
+    report = scene_benchmark.run_benchmark("real", "quick", prompts_per_task=4, images_per_prompt=2, heldout_prompts=6,
                                   scenes=splits, progress=False)
     for scores in (report["tasks"], *report["heldout"].values()):
         for task, s in scores.items():
@@ -250,5 +251,5 @@ def test_run_benchmark_on_real_scenes_reads_every_task(splits):
     assert report["tasks"]["single_object"]["n"] == 8 and set(report["heldout"]) == set(scenes.SPLITS[2:])
     d = report["distribution"]
     assert d["n"] == 48 and all(math.isfinite(v) for v in d.values())
-    row = scenes.leaderboard_row(report, "real", "cmd", machine="m", date="d")
-    assert {line.count("|") for line in scenes.LEADERBOARD_HEADER.splitlines()} == {row.count("|")}
+    row = scene_benchmark.leaderboard_row(report, "real", "cmd", machine="m", date="d")
+    assert {line.count("|") for line in scene_benchmark.LEADERBOARD_HEADER.splitlines()} == {row.count("|")}

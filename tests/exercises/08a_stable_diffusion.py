@@ -3,7 +3,7 @@
 SOLUTIONS = {
     "exercise 1": '''
 import torch
-from minisd.sampling import classifier_free_guidance
+from minisd.guidance import classifier_free_guidance
 
 @torch.no_grad()
 def img2img(pipe, prompt, image, strength, num_inference_steps=10, guidance_scale=7.5, generator=None):

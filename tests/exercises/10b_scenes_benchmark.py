@@ -1,21 +1,7 @@
-"""Right and wrong answers to chapter 10's exercises (see tests/test_exercises.py)."""
+"""Right and wrong answers to chapter 10b's exercises (see tests/test_exercises.py)."""
 
 SOLUTIONS = {
     "exercise 1": '''
-import math
-def my_left_of(box_a, box_b, threshold=0.1):
-    ax, ay = (box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2
-    bx, by = (box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2
-    ox, oy = ax - bx, ay - by
-    wx = (box_a[2] - box_a[0]) + (box_b[2] - box_b[0])
-    wy = (box_a[3] - box_a[1]) + (box_b[3] - box_b[1])
-    rx = math.copysign(max(abs(ox) - threshold * wx, 0), ox)
-    ry = math.copysign(max(abs(oy) - threshold * wy, 0), oy)
-    if abs(rx) < 1e-3 and abs(ry) < 1e-3:
-        return False
-    return rx / math.hypot(ox, oy) < -0.5
-''',
-    "exercise 2": '''
 def my_count(mask):
     h, w = mask.shape
     seen = [[False] * w for _ in range(h)]
@@ -37,18 +23,12 @@ def my_count(mask):
                             stack.append((v, u))
     return count
 ''',
-    "exercise 3": "prediction_3 = (True, False)",
+    "exercise 2": "prediction_2 = (True, False)",
 }
 
 WRONG = {
-    # no margin: compares the raw offset between the centres, so close objects get a relation
-    "exercise 1": (
-        "    rx = math.copysign(max(abs(ox) - threshold * wx, 0), ox)\n"
-        "    ry = math.copysign(max(abs(oy) - threshold * wy, 0), oy)\n",
-        "    rx, ry = ox, oy\n",
-    ),
     # four neighbours only: shapes that touch at a corner are counted twice
-    "exercise 2": (
+    "exercise 1": (
         "                for dy in (-1, 0, 1):\n"
         "                    for dx in (-1, 0, 1):\n"
         "                        v, u = y + dy, x + dx\n",
@@ -56,5 +36,5 @@ WRONG = {
         "                    if True:\n"
         "                        v, u = y + dy, x + dx\n",
     ),
-    "exercise 3": "prediction_3 = (False, False)",  # as if two_object also looked at the colours
+    "exercise 2": "prediction_2 = (False, False)",  # as if two_object also looked at the colours
 }
