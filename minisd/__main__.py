@@ -54,7 +54,7 @@ def _profile(text):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench,edit}")
     profile_help = "quick, cpu or gpu (default: MINISD_PROFILE, else gpu with CUDA, else cpu)"
 
     p = sub.add_parser("train", help="train the VAE, the text encoder and the UNet (or one stage)",
@@ -120,6 +120,23 @@ def build_parser():
                    help="JSON report to write (default: %(default)s)")
     p.add_argument("--name", help="the row's name on the leaderboard (default: the checkpoint)")
     p.add_argument("--leaderboard", type=Path, help="also append the row to this markdown table")
+
+    p = sub.add_parser("edit", help="edit an image: image to image (SDEdit) or inpainting (chapter 12a)",
+                       description="Edit one image with a trained pipeline: img2img noises it to --strength and "
+                                   "denoises towards --prompt; inpaint repaints only where --mask is white.")
+    p.add_argument("mode", choices=("img2img", "inpaint"), help="img2img or inpaint")
+    p.add_argument("checkpoint", type=Path, help="pipeline folder")
+    p.add_argument("--image", type=Path, required=True,
+                   help="the image to edit (PNG; sides multiples of the VAE's factor)")
+    p.add_argument("--mask", type=Path, help="inpaint: white where to repaint, black where to keep; the image's size")
+    p.add_argument("--prompt", required=True, help="what the edited image should show")
+    p.add_argument("--strength", type=float,
+                   help="in [0, 1]: how much of the image to noise away (default: 0.8 img2img, 1.0 inpaint)")
+    p.add_argument("--steps", type=_positive_int, default=20,
+                   help="denoising steps at strength 1 (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("outputs/edit.png"), help="PNG to write (default: %(default)s)")
     return parser
 
 
@@ -152,6 +169,54 @@ def _bench(args):
         with args.leaderboard.open("a") as f:
             f.write(row + "\n")
         print(f"appended the row to {args.leaderboard}")
+
+
+def _read_png(path, flag, mode):
+    "An image file as a uint8 array (H, W, 3) or (H, W), or a one-line error naming the `flag`."
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag}: no file at {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{flag}: cannot read {path} as an image ({type(e).__name__})") from None
+
+
+def _edit(args):
+    "The `edit` command: img2img or inpaint one image, written as a PNG."
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from minisd.editing import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    strength = args.strength if args.strength is not None else (0.8 if args.mode == "img2img" else 1.0)
+    if not 0 <= strength <= 1:  # also refuses nan
+        raise ValueError(f"--strength must be in [0, 1]; got {args.strength}")
+    image = _read_png(args.image, "--image", "RGB")
+    mask = None
+    if args.mode == "inpaint":
+        if args.mask is None:
+            raise ValueError("--mask is required for inpaint")
+        mask = _read_png(args.mask, "--mask", "L")
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"--mask is {mask.shape[1]}x{mask.shape[0]} pixels but --image is "
+                             f"{image.shape[1]}x{image.shape[0]}")
+    pipe = load_pipeline(args.checkpoint, "ddim")
+    f = pipe.vae_scale_factor
+    if image.shape[0] % f or image.shape[1] % f:
+        raise ValueError(f"--image is {image.shape[1]}x{image.shape[0]} pixels; its sides must be multiples of {f}")
+    cls = StableDiffusionImg2ImgPipeline if mask is None else StableDiffusionInpaintPipeline
+    kwargs = {} if mask is None else {"mask_image": mask}
+    out = cls(**pipe.components)(args.prompt, image, strength=strength, num_inference_steps=args.steps,
+                                 guidance_scale=args.guidance, generator=torch.Generator().manual_seed(args.seed),
+                                 progress=False, **kwargs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)).save(args.out)
+    print(f"wrote {args.out} ({args.mode}, strength {strength:g})")
 
 
 def load_pipeline(folder, scheduler=None):
@@ -195,6 +260,8 @@ def run(args):
         print(json.dumps(report, indent=2))
     elif args.command == "bench":
         _bench(args)
+    elif args.command == "edit":
+        _edit(args)
     elif args.command == "demo":
         report = evaluate.demo(args.out, profile=args.profile, resume=args.resume)
         ev = report["eval"]

@@ -24,6 +24,8 @@ LAYERS = [
     {"scene_benchmark"},
     {"flow"},
     {"mmdit"},
+    {"sd3_pipeline"},
+    {"editing"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
