@@ -608,6 +608,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'minisd.train.encode_training_set': ('training.html#encode_training_set', 'minisd/train.py'),
                               'minisd.train.load_training_state': ('training.html#load_training_state', 'minisd/train.py'),
                               'minisd.train.lr_at': ('training.html#lr_at', 'minisd/train.py'),
+                              'minisd.train.random_crops': ('training.html#random_crops', 'minisd/train.py'),
                               'minisd.train.save_training_state': ('training.html#save_training_state', 'minisd/train.py'),
                               'minisd.train.train': ('training.html#train', 'minisd/train.py'),
                               'minisd.train.train_text_stage': ('training.html#train_text_stage', 'minisd/train.py'),

@@ -108,7 +108,10 @@ def _cache_folder(profile_name, seed, cfg):
 def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True, progress=True, **overrides):
     """Train (or load from the cache) the mini CLIP; -> `MiniCLIPResult(text_model, tokenizer, clip, losses)`.
 
-    `overrides` replace entries of `mini_clip_config(profile)` (e.g. `steps=50`). A run on the
+    `overrides` replace entries of `mini_clip_config(profile)` (e.g. `steps=50`); two more keys serve
+    other datasets: `image_size` (default: the profile's) and `positives`, which pairs count as matches:
+    "meaning" (default: captions that name the same attributes, however worded) or "caption" (the same
+    caption text, for captions `parse_caption` cannot read, such as chapter 10's scenes). A run on the
     profile's own dataset (`dataset=None`) is cached under `MINISD_CACHE/mini_clip/`, one folder per
     profile, seed and config; a second call with the same arguments loads it.
     """
@@ -130,7 +133,7 @@ def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True,
                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                  pad_token_id=tokenizer.pad_token_id)
     seed_everything(seed)
-    clip = MiniCLIP(text_config, p.image_size, cfg["channels"], cfg["projection_dim"])
+    clip = MiniCLIP(text_config, cfg.get("image_size", p.image_size), cfg["channels"], cfg["projection_dim"])
     if cached:
         clip.load_state_dict(load_file(folder / "clip.safetensors"), strict=True)
         return MiniCLIPResult(clip.text_model.eval(), tokenizer, clip.eval(), losses)
@@ -139,7 +142,11 @@ def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True,
     captions = ds["train"]["caption"]
     ids = tokenizer(captions)  # (N, 77)
     lengths = (ids == tokenizer.eos_token_id).int().argmax(1) + 1  # (N,): up to and including the first eos
-    meaning = [tuple(parse_caption(c).values()) for c in captions]  # templates differ, meanings repeat
+    positives = cfg.get("positives", "meaning")
+    if positives not in ("meaning", "caption"):
+        raise ValueError(f"positives must be 'meaning' or 'caption'; got {positives!r}")
+    # templates differ, meanings repeat
+    meaning = [tuple(parse_caption(c).values()) if positives == "meaning" else c for c in captions]
     caption_ids = torch.tensor([{m: i for i, m in enumerate(dict.fromkeys(meaning))}[m] for m in meaning])  # (N,)
     opt = torch.optim.AdamW(clip.parameters(), lr=cfg["lr"], weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["steps"], pct_start=0.1)

@@ -1,5 +1,6 @@
 """minisd.clip: the mini CLIP of chapter 04d: its loss, its shapes, its training and cache."""
 
+import pytest
 import torch
 
 from minisd.clip import MiniCLIP, _cache_folder, clip_loss, mini_clip_config, train_mini_clip, zero_shot_attributes
@@ -66,3 +67,20 @@ def test_train_mini_clip_runs_caches_and_reloads():
     test = load_captioned_shapes("quick")["test"].select(range(50))
     acc = zero_shot_attributes(again.clip, again.tokenizer, images_to_tensor(test), attribute_ids(test))
     assert set(acc) == {"shape", "colour", "size", "position", "all"} and all(0 <= v <= 1 for v in acc.values())
+
+
+def test_train_mini_clip_takes_another_image_size_and_caption_positives():
+    ds = load_captioned_shapes("quick")
+    scenes_like = {"train": ds["train"].select(range(64)).map(
+        lambda r: {"caption": r["caption"] + " and a red circle"})}  # captions parse_caption cannot read
+    with pytest.raises(ValueError, match="positives"):
+        train_mini_clip("quick", dataset=scenes_like, cache=False, steps=1, positives="words", progress=False)
+    result = train_mini_clip("quick", dataset=scenes_like, cache=False, steps=2, batch_size=16, positives="caption",
+                             progress=False)
+    assert result.clip.vision_model(torch.rand(2, 3, 32, 32)).shape[0] == 2
+    with pytest.raises(RuntimeError):  # a 32x32 tower cannot read 64x64 images
+        result.clip.vision_model(torch.rand(2, 3, 64, 64))
+    big = {"train": scenes_like["train"].map(lambda r: {"image": r["image"].resize((64, 64))})}
+    result = train_mini_clip("quick", dataset=big, cache=False, steps=2, batch_size=16, positives="caption",
+                             image_size=64, progress=False)
+    assert result.clip.vision_model(torch.rand(2, 3, 64, 64)).shape == (2, 64)

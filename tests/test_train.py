@@ -102,3 +102,15 @@ def test_lr_schedule_warms_up_then_decays():
     assert lrs[0] == pytest.approx(cfg.unet_lr / cfg.warmup)
     assert max(lrs) == pytest.approx(cfg.unet_lr, rel=1e-3)
     assert lrs[-1] == pytest.approx(cfg.unet_lr * 0.1, rel=1e-2)
+
+
+def test_random_crops_are_windows_of_each_image_and_check_their_size():
+    images = torch.rand(5, 3, 12, 12)
+    crops = T.random_crops(images, 5, seed=3)
+    assert crops.shape == (5, 3, 5, 5)
+    for image, crop in zip(images, crops):  # each crop is some 5x5 window of its own image
+        assert any(torch.equal(crop, image[:, a:a + 5, b:b + 5]) for a in range(8) for b in range(8))
+    assert torch.equal(crops, T.random_crops(images, 5, seed=3))
+    assert not torch.equal(crops, T.random_crops(images, 5, seed=4))
+    with pytest.raises(ValueError, match="crop size"):
+        T.random_crops(images, 13)
