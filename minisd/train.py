@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['STATE_NAME', 'STAGES', 'TrainConfig', 'config_for', 'random_crops', 'train_vae_stage', 'train_text_stage',
            'encode_training_set', 'save_training_state', 'load_training_state', 'lr_at', 'ema_update',
-           'train_unet_stage', 'train']
+           'init_distributed', 'rank', 'world_size', 'barrier', 'main_process_first', 'average_over_processes',
+           'computed_once', 'wrap_for_processes', 'train_unet_stage', 'train']
 
 # %% ../chapters/08b_training.ipynb #fd41ff3b
 import copy
@@ -13,11 +14,15 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .clip import train_mini_clip
@@ -216,6 +221,77 @@ def _autocast(cfg, device):
     enabled = mode == "bf16" or (mode == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
+# %% ../chapters/08b_training.ipynb #4dfa92da
+def init_distributed():
+    """Join the process group that torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT): NCCL with one GPU per process on CUDA, gloo on the CPU. Under a plain
+    `python` (no RANK) nothing happens and the run is one process. Returns this process's device."""
+    device = get_device()
+    if "RANK" not in os.environ or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise RuntimeError(f"torchrun runs minisd on CUDA (NCCL) or the CPU (gloo), not {device.type}; "
+                           "set MINISD_DEVICE=cpu")
+    # rank 0 trains the VAE and text encoder while the others wait: allow that wait to be long
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2))
+    return device
+
+
+def rank():
+    "This process's number, 0 .. world_size() - 1 (0 when there is one process)."
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size():
+    "How many processes train together (1 unless started by torchrun)."
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def barrier():
+    "Wait until every process gets here (nothing to wait for in one process)."
+    if world_size() > 1:
+        dist.barrier()
+
+
+@contextmanager
+def main_process_first():
+    "`with main_process_first():` rank 0 runs the block first (and fills any cache), then the others do."
+    if rank() != 0:
+        barrier()
+    yield
+    if rank() == 0:
+        barrier()
+
+
+def average_over_processes(tensor):
+    "The mean of `tensor` over all processes, on every process (all-reduce); itself in one process."
+    if world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)  # sum over processes (gloo has no average)
+        tensor /= world_size()
+    return tensor
+
+
+def computed_once(make):
+    "`make()` runs on rank 0 only; every process gets its result (a broadcast). In one process: `make()`."
+    box = [make() if rank() == 0 else None]
+    if world_size() > 1:
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_for_processes(model, device):
+    "`model` wrapped in DistributedDataParallel when several processes train (it averages gradients); else itself."
+    if world_size() == 1:
+        return model
+    if device.type != "cuda":
+        return DistributedDataParallel(model)
+    return DistributedDataParallel(model, device_ids=[device.index if device.index is not None
+                                                      else torch.cuda.current_device()])
+
 # %% ../chapters/08b_training.ipynb #fb46f8f5
 def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=None, resume=False, stop_after=None,
                      progress=True):
@@ -229,11 +305,20 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     `resume`, training continues from the last one exactly. `stop_after` ends early (to test
     resuming). Returns (ema_unet, losses, metrics): the EMA weights in eval mode, the loss of every
     step from step 0 (a resumed run's include those before the interruption) and a summary.
+
+    Under torchrun every process draws the whole batch (cfg.unet_batch) from the same generator
+    and trains on its own slice; DistributedDataParallel averages the gradients, so each update is
+    the one-process update on the whole batch. Only rank 0 writes the checkpoint.
     """
     device = torch.device(device) if device is not None else get_device()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = encode_training_set(vae, text_encoder, tokenizer, split, device)
+    folder, main = Path(folder), rank() == 0
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+    n, b, processes = len(split), cfg.unet_batch, world_size()
+    if b % processes:
+        raise ValueError(f"unet_batch ({b}) must be a multiple of the number of processes ({processes})")
+    mine = slice(rank() * b // processes, (rank() + 1) * b // processes)  # this process's share of each batch
+    inputs = computed_once(lambda: encode_training_set(vae, text_encoder, tokenizer, split, device))  # by rank 0
     latents, states, empty, caption_idx = (x.to(device) for x in inputs)  # moved once; batches are gathered there
     seed_everything(cfg.seed)
     unet = UNet2DConditionModel(**cfg.unet, cross_attention_dim=text_encoder.config.hidden_size).to(device)
@@ -243,30 +328,31 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, losses = 0, []
-    if resume and (folder / STATE_NAME).exists():
+    if resume and (folder / STATE_NAME).exists():  # every process reads rank 0's checkpoint
         start, losses = load_training_state(folder / STATE_NAME, unet, ema, optimizer, generator)
     noise_schedule = DDPMScheduler(**SD_NOISE_SCHEDULE)
-    model = torch.compile(unet) if cfg.compile and device.type == "cuda" else unet
-    n, b = len(latents), cfg.unet_batch
+    model = wrap_for_processes(unet, device)  # several processes: DDP averages the gradients in backward()
+    model = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="train UNet",
-               disable=not progress)
+               disable=not (progress and main))
     t0, step = time.time(), start
     amp = _autocast(cfg, device)
     unet.train()
     for step in bar:
-        # every random draw comes from the CPU generator, so a resumed run continues exactly
+        # every random draw comes from the CPU generator, so a resumed run continues exactly; every
+        # process draws the whole batch and keeps its slice, so the processes never drift apart
         idx = torch.randint(0, n, (b,), generator=generator)
         noise = torch.randn((b, *latents.shape[1:]), generator=generator)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (b,), generator=generator)
         drop = torch.rand(b, generator=generator) < cfg.caption_dropout
-        idx, noise, t, drop = idx.to(device), noise.to(device), t.to(device), drop.to(device)
-        z0 = latents[idx]  # (B, 4, h, w)
+        idx, noise, t, drop = (x[mine].to(device) for x in (idx, noise, t, drop))
+        z0 = latents[idx]  # (B, 4, h, w); B = cfg.unet_batch / processes
         text = torch.where(drop[:, None, None], empty, states[caption_idx[idx]])  # (B, 77, d)
         zt = noise_schedule.add_noise(z0, noise, t)
         with amp:
             pred = model(zt, t, text)
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
-        value = loss.item()
+        value = average_over_processes(loss.detach()).item()  # the whole batch's loss, the same on every rank
         if not math.isfinite(value):  # stop before the update: the weights and the last checkpoint stay good
             raise FloatingPointError(f"the UNet's loss became {value} at step {step + 1}; training stopped, and "
                                      f"{folder / STATE_NAME} keeps the last good checkpoint")
@@ -281,7 +367,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}",
                         img_per_s=f"{b * (step + 1 - start) / (time.time() - t0):.0f}")
         done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.unet_steps or done == stop_after:
+        if main and (done % cfg.checkpoint_every == 0 or done == cfg.unet_steps or done == stop_after):
             save_training_state(folder / STATE_NAME, unet, ema, optimizer, done, generator, losses, cfg)
         if stop_after is not None and done >= stop_after:
             break
@@ -296,57 +382,72 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
 STAGES = ("vae", "text", "unet")
 
 
-def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, progress=True):
+def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, progress=True, stop_after=None):
     """Run the training stages into `folder`, a diffusers-layout pipeline folder; returns (pipeline, report).
 
     A stage that is not asked for is loaded from `folder` (it must have been trained before).
     With `resume`, finished stages are loaded rather than retrained and the UNet continues from
-    its last checkpoint.
+    its last checkpoint; `stop_after` ends the UNet stage early (see `train_unet_stage`). Under
+    torchrun, rank 0 alone trains the frozen stages and writes files; the others wait and read them.
     """
     bad = set(stages) - set(STAGES)
     if bad:
         raise ValueError(f"stages must be among {', '.join(STAGES)}; got {sorted(bad)}")
     device = torch.device(device) if device is not None else get_device()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with claim_folder(folder):  # one run per folder at a time (chapter 00d)
-        splits = splits if splits is not None else load_captioned_shapes(cfg.profile, seed=cfg.seed)
+    folder, main = Path(folder), rank() == 0
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+    with claim_folder(folder) if main else nullcontext():  # one run per folder at a time (chapter 00d)
+        if splits is None:
+            with main_process_first():  # rank 0 fills the data cache, the others read it
+                splits = load_captioned_shapes(cfg.profile, seed=cfg.seed)
         report_path = folder / "train_report.json"
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        report.update(profile=cfg.profile, device=str(device), config=asdict(cfg))
-
-        t0 = time.time()
-        if "vae" in stages and not (resume and (folder / "vae").is_dir()):
-            vae, metrics = train_vae_stage(cfg, splits, device, progress)
-            save_whole(vae, folder / "vae")
-            report.update(metrics, vae_seconds=time.time() - t0)
-        else:
-            vae = _load(AutoencoderKL, folder / "vae", "vae")
-        t0 = time.time()
-        if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
-            text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
-            save_whole(tokenizer, folder / "tokenizer")
-            save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
-            report.update(metrics, text_seconds=time.time() - t0)
-        else:
-            text_encoder = _load(CLIPTextModel, folder / "text_encoder", "text")
-            tokenizer = _load(CLIPTokenizer, folder / "tokenizer", "text")
+        report = json.loads(report_path.read_text()) if main and report_path.exists() else {}
+        report.update(profile=cfg.profile, device=str(device), processes=world_size(), config=asdict(cfg))
+        if main:
+            vae, text_encoder, tokenizer = _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report)
+        barrier()  # the other processes wait for rank 0's VAE and text encoder, then read them
+        if not main:
+            vae, text_encoder, tokenizer = _frozen_stages(cfg, folder, (), device, resume, splits, False, report)
         if "unet" in stages:
             t0 = time.time()
             unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
-                                                     device, resume=resume, progress=progress)
+                                                     device, resume=resume, stop_after=stop_after, progress=progress)
             report.update(metrics, unet_seconds=time.time() - t0)
-            (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
         else:
             unet = _load(UNet2DConditionModel, folder / "unet", "unet")
         scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False)
         pipe = StableDiffusionPipeline(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
-        if "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
+        if main and "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
+            (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
             save_whole(unet, folder / "unet")
             save_whole(scheduler, folder / "scheduler")
             pipe.save_model_index(folder)
-        report_path.write_text(json.dumps(report, indent=2))
+        if main:
+            report_path.write_text(json.dumps(report, indent=2))
+        barrier()  # every process returns once the folder is complete
         return pipe, report
+
+
+def _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report):
+    "Stages 1 and 2: trained (those in `stages`, unless `resume` finds them done) and saved, or loaded from `folder`."
+    t0 = time.time()
+    if "vae" in stages and not (resume and (folder / "vae").is_dir()):
+        vae, metrics = train_vae_stage(cfg, splits, device, progress)
+        save_whole(vae, folder / "vae")
+        report.update(metrics, vae_seconds=time.time() - t0)
+    else:
+        vae = _load(AutoencoderKL, folder / "vae", "vae")
+    t0 = time.time()
+    if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
+        text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
+        save_whole(tokenizer, folder / "tokenizer")
+        save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
+        report.update(metrics, text_seconds=time.time() - t0)
+    else:
+        text_encoder = _load(CLIPTextModel, folder / "text_encoder", "text")
+        tokenizer = _load(CLIPTokenizer, folder / "tokenizer", "text")
+    return vae, text_encoder, tokenizer
 
 
 def _load(cls, path, stage):
