@@ -1,7 +1,8 @@
-"""The command line: `python -m minisd {train,sample,eval,demo,bench} --help`.
+"""The command line: `python -m minisd {train,sample,eval,demo,bench,edit} --help`.
 
 Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b),
-`minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a) and `minisd.scene_benchmark` (chapter 10b).
+`minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a), `minisd.scene_benchmark` (chapter 10b),
+`minisd.scene_training` (chapter 10c) and `minisd.editing` (chapter 12a).
 Bad arguments and unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
 the full traceback instead.
 """
@@ -66,6 +67,15 @@ def build_parser():
                    help="checkpoint folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="keep finished stages and continue the UNet from its last checkpoint")
+    p.add_argument("--dataset", default="shapes",
+                   help=f"{' or '.join(DATASETS)} (built in), or your own captioned images: an image folder with "
+                        "metadata.jsonl (file_name, text), a .csv, .jsonl or .parquet file, or a hub id in the local "
+                        "cache (default: %(default)s)")
+    p.add_argument("--image-column", default="image",
+                   help="your dataset's image column, or file names relative to a CSV (default: %(default)s)")
+    p.add_argument("--caption-column", default="text", help="your dataset's caption column (default: %(default)s)")
+    p.add_argument("--stop-after", type=_positive_int, metavar="STEPS",
+                   help="end the UNet stage after this many steps (continue later with --resume)")
 
     p = sub.add_parser("sample", help="generate a captioned grid of images from prompts",
                        description="Sample images from a trained checkpoint and save them as a PNG grid.")
@@ -231,17 +241,70 @@ def load_pipeline(folder, scheduler=None):
         raise ValueError(f"checkpoint {folder} could not be read ({type(e).__name__}: {str(e).splitlines()[0]})") from e
 
 
+def _shapes(args, cfg):
+    "The embedded captioned shapes (chapter 00b) at the profile's size."
+    from minisd.data import load_captioned_shapes
+
+    return load_captioned_shapes(cfg.profile, seed=cfg.seed), cfg
+
+
+def _scenes(args, cfg):
+    "Chapter 10a's scenes (64x64, one to four shapes) with chapter 10c's recipe for them."
+    from minisd.scene_training import scenes_config
+    from minisd.scenes import load_scenes
+
+    cfg = scenes_config(cfg.profile, seed=cfg.seed)
+    return load_scenes(cfg.profile, seed=cfg.seed), cfg
+
+
+# `train --dataset NAME`: the built-in datasets, each a function (args, cfg) -> (splits, cfg), since a dataset
+# may need its own config. Any other --dataset is a path or a hub id, read by `_own_data`.
+DATASETS = {"shapes": _shapes, "scenes": _scenes}
+
+
+def _own_data(args, cfg):
+    "Captioned images of your own, cropped and resized to the profile's size, with a fixed test split held out."
+    from dataclasses import replace
+
+    from minisd.core import get_profile
+    from minisd.data import captioned_splits
+
+    splits = captioned_splits(args.dataset, get_profile(cfg.profile).image_size, args.image_column,
+                              args.caption_column, seed=cfg.seed)
+    # the mini CLIP's positives: captions parse_caption cannot read match by their text, not by their meaning
+    return splits, replace(cfg, clip={**cfg.clip, "positives": "caption"})
+
+
+def _train(args):
+    "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
+    from minisd import train
+
+    device = train.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
+    try:
+        cfg = train.config_for(args.profile)
+        with train.main_process_first():  # rank 0 fills the data caches, then the other processes read them
+            splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+        stages = train.STAGES if args.stage == "all" else (args.stage,)
+        _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,
+                                stop_after=args.stop_after)
+        if train.rank() == 0:
+            print(f"trained {', '.join(stages)} into {args.out}")
+            print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+    finally:
+        if train.world_size() > 1:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+
+
 def run(args):
     import torch
 
-    from minisd import evaluate, train
+    from minisd import evaluate
     from minisd.core import get_profile, image_grid
 
     if args.command == "train":
-        stages = train.STAGES if args.stage == "all" else (args.stage,)
-        _, report = train.train(train.config_for(args.profile), args.out, stages=stages, resume=args.resume)
-        print(f"trained {', '.join(stages)} into {args.out}")
-        print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+        _train(args)
     elif args.command == "sample":
         pipe = load_pipeline(args.checkpoint, args.scheduler)
         generator = torch.Generator().manual_seed(args.seed)

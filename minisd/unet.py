@@ -8,7 +8,7 @@ __all__ = ['SD_NOISE_SCHEDULE', 'DOWN_BLOCKS', 'UP_BLOCKS', 'MID_BLOCKS', 'UNSUP
            'get_timestep_embedding', 'Timesteps', 'TimestepEmbedding', 'GEGLU', 'FeedForward', 'BasicTransformerBlock',
            'Transformer2DModel', 'DownBlock2D', 'CrossAttnDownBlock2D', 'UNetMidBlock2DCrossAttn', 'UpBlock2D',
            'CrossAttnUpBlock2D', 'UNet2DConditionModel', 'text_unet_recipe', 'text_unet_folder', 'train_text_unet',
-           'pretrained_text_unet']
+           'pretrained_text_unet', 'CrossAttentionRecorder']
 
 # %% ../chapters/06_unet.ipynb #d15bde55
 import hashlib
@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attention import Attention
+from .attention import Attention, attention_weights
 from .clip import train_mini_clip
 from .configuration import register_to_config
 from .core import cache_dir, get_device, get_profile, seed_everything, warmup_cosine
@@ -631,3 +631,29 @@ def pretrained_text_unet(profile=None, device=None, progress=True):
         data = latent_training_data(profile, device, progress)
         train_text_unet(data, profile, device, progress)[0].save_pretrained(folder)
     return UNet2DConditionModel.from_pretrained(folder, device=device)
+
+# %% ../chapters/06_unet.ipynb #abcf6c95
+class CrossAttentionRecorder:
+    """While attached, average softmax(Q K^T / sqrt(d)) of every `attn2` of a UNet over heads, layers
+    and calls, as maps (B, L, size, size): one map per token of the prompt."""
+
+    def __init__(self, unet, size=32):
+        self.size, self.total, self.count = size, 0, 0
+        self.handles = [m.register_forward_hook(self.hook, with_kwargs=True)
+                        for name, m in unet.named_modules() if name.endswith("attn2")]
+
+    def hook(self, module, args, kwargs, output):
+        x, context = args[0], args[1]  # (B, N, C) pixels, (B, L, D) text
+        q, k = module._split_heads(module.to_q(x)), module._split_heads(module.to_k(context))  # (B, h, N|L, d)
+        w = attention_weights(q, k, scale=module.scale).mean(1).detach().cpu()  # (B, h, N, L) -> (B, N, L)
+        side = int(w.shape[1] ** 0.5)
+        grid = w.transpose(1, 2).reshape(w.shape[0], w.shape[2], side, side)  # (B, N, L) -> (B, L, H, W)
+        self.total = self.total + F.interpolate(grid, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        self.count += 1
+
+    def average(self):
+        return self.total / max(self.count, 1)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()

@@ -22,10 +22,12 @@ LAYERS = [
     {"evaluate"},
     {"scenes"},
     {"scene_benchmark"},
+    {"scene_training"},
     {"flow"},
     {"mmdit"},
     {"sd3_pipeline"},
     {"editing"},
+    {"personalise"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
