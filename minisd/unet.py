@@ -470,11 +470,14 @@ class UNet2DConditionModel(ModelMixin):
         self.conv_act = get_activation(act_fn)
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
 
-    def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None, encoder_attention_mask=None):
+    def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None, encoder_attention_mask=None,
+                down_block_additional_residuals=None, mid_block_additional_residual=None):
         """Predict the noise in `sample` (B, C, H, W) at `timestep` (int, float, () or (B,)), reading the text.
 
         encoder_hidden_states (B, L, cross_attention_dim), e.g. CLIP's last hidden state; class_labels (B,) ints
         if the model has `num_class_embeds`; encoder_attention_mask (B, L): 1 = keep, 0 = ignore that token.
+        down_block_additional_residuals (one per skip) and mid_block_additional_residual: a ControlNet's outputs
+        (chapter 12b), added to the skips and to the mid block's output; give both or neither.
         Returns a tensor shaped like `sample` (diffusers returns it inside an output object).
         """
         sample, t, encoder_attention_mask = _prepare_unet_inputs(self, sample, timestep, encoder_hidden_states,
@@ -490,14 +493,31 @@ class UNet2DConditionModel(ModelMixin):
         for block in self.down_blocks:
             sample, res = block(sample, emb, encoder_hidden_states, encoder_attention_mask)
             skips += res
+        controlled = down_block_additional_residuals is not None or mid_block_additional_residual is not None
+        if controlled:  # a ControlNet's residuals join the skips only, not the down path itself
+            skips = _add_residuals(skips, down_block_additional_residuals, mid_block_additional_residual)
         if self.mid_block is not None:  # 3. mid
             sample = self.mid_block(sample, emb, encoder_hidden_states, encoder_attention_mask)
+        if controlled:
+            sample = sample + mid_block_additional_residual
         # 4. up: each block takes back as many skips as it has resnets, last in first out
         for i, block in enumerate(self.up_blocks):
             res, skips = skips[-len(block.resnets):], skips[:-len(block.resnets)]
             size = skips[-1].shape[2:] if odd and i < len(self.up_blocks) - 1 else None  # the skips' size
             sample = block(sample, res, emb, encoder_hidden_states, encoder_attention_mask, upsample_size=size)
         return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # 5. out -> (B, out_channels, H, W)
+
+
+
+def _add_residuals(skips, down_block_additional_residuals, mid_block_additional_residual):
+    "skips[i] + residual[i] for every skip, after checking that a ControlNet gave one residual per skip and a mid one."
+    if down_block_additional_residuals is None or mid_block_additional_residual is None:
+        raise ValueError("down_block_additional_residuals and mid_block_additional_residual come together "
+                         "(a ControlNet's two outputs); got only one")
+    if len(down_block_additional_residuals) != len(skips):
+        raise ValueError(f"down_block_additional_residuals needs one tensor per skip ({len(skips)}); "
+                         f"got {len(down_block_additional_residuals)}")
+    return tuple(s + r for s, r in zip(skips, down_block_additional_residuals))
 
 # %% ../chapters/06_unet.ipynb #7c891ba7
 def _per_block(name, value, n):

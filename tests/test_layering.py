@@ -27,6 +27,7 @@ LAYERS = [
     {"mmdit"},
     {"sd3_pipeline"},
     {"editing"},
+    {"controlnet"},
     {"personalise"},
     {"__main__", "__init__"},
 ]
