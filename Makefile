@@ -8,6 +8,12 @@
 #               or a pipeline folder, e.g. `make bench BENCH=outputs/checkpoint`); prints the scores and a
 #               leaderboard row, writes outputs/bench.json; BENCH_ARGS="--leaderboard benchmarks/scenes_leaderboard.md"
 #               appends the row to the leaderboard
+#   make site   the course as a static website in _build/site/html/ (Sphinx + MyST-NB, from the committed
+#               outputs, no re-run; works offline): open its index.html, or serve it with
+#               .venv/bin/python -m http.server -d _build/site/html
+#   make labs   the instructor kit in labs/: solutions/ (answers marked ### BEGIN/END SOLUTION, hidden tests),
+#               student/ (stubs, public self-checks, no hidden tests); grade a student's notebook with
+#               .venv/bin/python tests/labs.py grade labs/student/05_diffusion.ipynb
 # and, for maintainers:
 #   make export write minisd/ from the notebooks (nbdev), after editing an exported cell
 #   make lint   ruff on the package and the tests
@@ -20,7 +26,7 @@ STAMP  := $(VENV)/.installed-minisd
 # threads keep PyTorch from collapsing when a shared machine has more jobs than cores.
 TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup demo test lab export lint bench
+.PHONY: setup demo test lab export lint bench site labs
 
 setup: $(STAMP)
 
@@ -54,3 +60,26 @@ export: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minisd tests
+
+# The website: docs/ holds its Sphinx configuration and front page. The notebooks and assets/ are copied
+# next to the front page, so that `../assets/...` links resolve as in JupyterLab; their times are kept,
+# so that the parsed pages cached in $(SITE_WORK) spare a rebuild most of its work. Nothing is executed.
+# (MyST-NB writes the notebooks' images next to the site, in $(SITE)/../jupyter_execute.)
+SITE_WORK  ?= _build/site
+SITE       ?= $(SITE_WORK)/html
+SITE_STAMP := $(VENV)/.installed-minisd-site
+
+$(SITE_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,course,site]"
+	touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)
+	rm -rf $(SITE) $(SITE_WORK)/src && mkdir -p $(SITE_WORK)/src
+	cp -Rp docs/index.md chapters assets $(SITE_WORK)/src/
+	$(VENV)/bin/sphinx-build -q -b html -c docs -d $(SITE_WORK)/doctrees $(SITE_WORK)/src $(SITE)
+	@echo "site: $(SITE)/index.html"
+
+LABS ?= labs
+
+labs: $(STAMP)
+	$(PY) tests/labs.py build --out $(LABS)
