@@ -17,6 +17,7 @@ from minisd.mmdit import SD3Transformer2DModel
 from minisd.sd3_pipeline import CLIPTextModelWithProjection, StableDiffusion3Pipeline
 from minisd.tokenizer import CLIPTokenizer
 from minisd.vae import AutoencoderKL
+from test_pipeline import _perturb
 
 CAPTIONS = ["a large red circle in the top left", "a small cyan triangle at the bottom right",
             "a white square in the center", "there is a small blue square in the top right"]
@@ -30,15 +31,6 @@ MMDIT = dict(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention
              joint_attention_dim=48, caption_projection_dim=16, pooled_projection_dim=16 + 24, out_channels=4,
              pos_embed_max_size=8, qk_norm="rms_norm")
 WIDTHS = (16, 24)  # the two CLIP encoders' hidden sizes (= projection dims): 40 features, padded to 48
-
-
-def _perturb(model, seed):
-    "Random weights everywhere (fresh inits leave some zero), so every path matters."
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
 
 
 def _clip_config(tok, width):
