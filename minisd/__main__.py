@@ -76,6 +76,10 @@ def build_parser():
     p.add_argument("--caption-column", default="text", help="your dataset's caption column (default: %(default)s)")
     p.add_argument("--stop-after", type=_positive_int, metavar="STEPS",
                    help="end the UNet stage after this many steps (continue later with --resume)")
+    p.add_argument("--model", choices=("unet", "mmdit"), default="unet",
+                   help="unet: Stable Diffusion 1's UNet and DDPM (chapter 08b); mmdit: SD3's transformer and "
+                        "rectified flow, saved as a StableDiffusion3Pipeline folder (chapter 11d; --stage all only) "
+                        "(default: %(default)s)")
 
     p = sub.add_parser("sample", help="generate a captioned grid of images from prompts",
                        description="Sample images from a trained checkpoint and save them as a PNG grid.")
@@ -275,10 +279,62 @@ def _own_data(args, cfg):
     return splits, replace(cfg, clip={**cfg.clip, "positives": "caption"})
 
 
+def _train_mmdit(args):
+    "`train --model mmdit`: chapter 11d's VAE, mini CLIP and MMDiT into a StableDiffusion3Pipeline folder, one process."
+    from minisd import flow_training
+
+    if args.stage != "all":
+        raise ValueError(f"--model mmdit trains all stages (--resume keeps finished ones); got --stage {args.stage}")
+    if args.dataset == "scenes":
+        raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--model mmdit trains in one process; run it with python, not torchrun")
+    cfg = flow_training.mmdit_config(args.profile)
+    splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+    _, report = flow_training.train_mmdit(cfg, args.out, resume=args.resume, splits=splits, stop_after=args.stop_after)
+    print(f"trained vae, text, transformer into {args.out}")
+    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+
+
+def _sample_sd3(args):
+    "`sample` on a StableDiffusion3Pipeline folder: rectified flow's Euler sampler, the folder's T5 length."
+    import torch
+
+    from minisd.core import image_grid
+    from minisd.flow_training import trained_max_sequence_length
+    from minisd.sd3_pipeline import StableDiffusion3Pipeline
+
+    if args.scheduler not in ("ddim", "euler"):  # ddim is the default: it stands for the folder's own sampler
+        raise ValueError(f"an SD3 folder samples with its FlowMatchEulerDiscreteScheduler; --scheduler "
+                         f"{args.scheduler} does not apply")
+    if args.guidance_rescale:
+        raise ValueError("--guidance-rescale is not supported for SD3 folders")
+    try:
+        pipe = StableDiffusion3Pipeline.from_pretrained(args.checkpoint)
+    except Exception as e:
+        raise ValueError(f"checkpoint {args.checkpoint} could not be read ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                  generator=torch.Generator().manual_seed(args.seed), height=args.height, width=args.width,
+                  max_sequence_length=trained_max_sequence_length(args.checkpoint))
+    image_grid(images, captions=args.prompt, path=args.out, show=False)
+    print(f"wrote {len(args.prompt)} image(s) to {args.out}")
+
+
+def _pipeline_class(folder):
+    "The `_class_name` in a folder's model_index.json, or None when it cannot be read."
+    try:
+        return json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _train(args):
     "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
     from minisd import train
 
+    if args.model == "mmdit":
+        return _train_mmdit(args)
     device = train.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
     try:
         cfg = train.config_for(args.profile)
@@ -305,6 +361,8 @@ def run(args):
 
     if args.command == "train":
         _train(args)
+    elif args.command == "sample" and _pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
+        _sample_sd3(args)
     elif args.command == "sample":
         pipe = load_pipeline(args.checkpoint, args.scheduler)
         generator = torch.Generator().manual_seed(args.seed)

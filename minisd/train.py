@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['STATE_NAME', 'STAGES', 'TrainConfig', 'config_for', 'random_crops', 'train_vae_stage', 'train_text_stage',
-           'encode_training_set', 'save_training_state', 'load_training_state', 'lr_at', 'ema_update',
+           'encode_training_set', 'save_training_state', 'load_training_state', 'lr_at', 'ema_update', 'optimizer_step',
            'init_distributed', 'rank', 'world_size', 'barrier', 'main_process_first', 'average_over_processes',
            'computed_once', 'wrap_for_processes', 'train_unet_stage', 'train']
 
@@ -213,6 +213,17 @@ def ema_update(ema, model, step, decay):
         e.lerp_(p, 1 - d)
 
 
+def optimizer_step(model, ema, optimizer, loss, step, cfg):
+    "One update of `model` from `loss`: the scheduled lr, backward, gradient clipping, AdamW, then the EMA."
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    ema_update(ema, model, step, cfg.ema_decay)
+
+
 def _autocast(cfg, device):
     "bf16 autocast on CUDA (or when asked for); plain fp32 otherwise. The same code path either way."
     mode = cfg.mixed_precision
@@ -356,13 +367,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         if not math.isfinite(value):  # stop before the update: the weights and the last checkpoint stay good
             raise FloatingPointError(f"the UNet's loss became {value} at step {step + 1}; training stopped, and "
                                      f"{folder / STATE_NAME} keeps the last good checkpoint")
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
-        optimizer.step()
-        ema_update(ema, unet, step, cfg.ema_decay)
+        optimizer_step(unet, ema, optimizer, loss, step, cfg)
         losses.append(value)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}",
                         img_per_s=f"{b * (step + 1 - start) / (time.time() - t0):.0f}")

@@ -26,6 +26,7 @@ LAYERS = [
     {"flow"},
     {"mmdit"},
     {"sd3_pipeline"},
+    {"flow_training"},
     {"editing"},
     {"controlnet"},
     {"personalise"},
