@@ -104,7 +104,7 @@ def _cache_folder(profile_name, seed, cfg):
     digest = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     return cache_dir() / "mini_clip" / f"{profile_name}-seed{seed}-{digest}"
 
-
+# %% ../chapters/04d_clip.ipynb #ca71531d
 def train_mini_clip(profile=None, seed=0, dataset=None, device=None, cache=True, progress=True, **overrides):
     """Train (or load from the cache) the mini CLIP; -> `MiniCLIPResult(text_model, tokenizer, clip, losses)`.
 

@@ -507,8 +507,7 @@ class UNet2DConditionModel(ModelMixin):
             sample = block(sample, res, emb, encoder_hidden_states, encoder_attention_mask, upsample_size=size)
         return self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # 5. out -> (B, out_channels, H, W)
 
-
-
+# %% ../chapters/06_unet.ipynb #f81e3627
 def _add_residuals(skips, down_block_additional_residuals, mid_block_additional_residual):
     "skips[i] + residual[i] for every skip, after checking that a ControlNet gave one residual per skip and a mid one."
     if down_block_additional_residuals is None or mid_block_additional_residual is None:
