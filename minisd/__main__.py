@@ -52,6 +52,14 @@ def _profile(text):
     return text
 
 
+def _sampling_options(p):
+    "The options that sample, eval and bench share: --steps, --guidance and --scheduler."
+    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0,
+                   help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
@@ -86,13 +94,10 @@ def build_parser():
     p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"),
                    help="pipeline folder (default: %(default)s)")
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=_non_negative, default=4.0,
-                   help="classifier-free guidance scale (default: %(default)s)")
+    _sampling_options(p)
     p.add_argument("--guidance-rescale", type=_fraction, default=0.0,
                    help="guidance rescale phi in [0, 1] (Lin et al. 2023; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
     p.add_argument("--height", type=_positive_int, help="image height in pixels, a multiple of the VAE's factor")
     p.add_argument("--width", type=_positive_int, help="image width in pixels, a multiple of the VAE's factor")
     p.add_argument("--out", type=Path, default=Path("outputs/sample.png"),
@@ -107,9 +112,7 @@ def build_parser():
                    help="JSON report to write (default: %(default)s)")
     p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the test data")
     p.add_argument("--prompts", type=_positive_int, default=96, help="prompts per split (default: %(default)s)")
-    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
-    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    _sampling_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
     p = sub.add_parser("demo", help="the main job: train all stages, then sample, evaluate and sweep",
@@ -125,9 +128,7 @@ def build_parser():
                                    "held-out splits, and FD/KID on mini CLIP features beside the real floor.")
     p.add_argument("checkpoint", help="pipeline folder, or `real`: real renders (the benchmark's ceiling row)")
     p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the benchmark's size and features")
-    p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
-    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    _sampling_options(p)
     p.add_argument("--images-per-prompt", type=_positive_int, help="images per prompt (default: the profile's)")
     p.add_argument("--prompts-per-task", type=_positive_int, help="prompts per task (default: the profile's)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench.json"),
