@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from minisd import train as T
-from minisd.data import make_captioned_shapes
+from minisd.data import images_to_tensor, make_captioned_shapes
 
 SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 
@@ -114,3 +114,41 @@ def test_random_crops_are_windows_of_each_image_and_check_their_size():
     assert not torch.equal(crops, T.random_crops(images, 5, seed=4))
     with pytest.raises(ValueError, match="crop size"):
         T.random_crops(images, 13)
+
+
+def test_fold_latent_stats_standardises_each_channel_and_decodes_the_same(tiny_parts):
+    cfg, splits, vae, *_ = tiny_parts
+    from minisd.vae import AutoencoderKL
+    from minisd.vae_training import decode_latents, encode_images
+
+    vae = AutoencoderKL.from_config(vae.config)
+    vae.load_state_dict(tiny_parts[2].state_dict())
+    images = images_to_tensor(splits["train"])
+    before = encode_images(vae, images)
+    recon = decode_latents(vae, before)
+    mean, std = T.fold_latent_stats(vae, before)
+    torch.testing.assert_close(mean, before.mean((0, 2, 3)))
+    after = encode_images(vae, images)
+    torch.testing.assert_close(after, (before - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after.mean((0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(after.std((0, 2, 3)), torch.ones(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(decode_latents(vae, after), recon, atol=1e-5, rtol=0)
+    posterior = vae.encode(images[:2] * 2 - 1)  # the log variance moves with the scale: var' = var / s^2
+    old = tiny_parts[2].encode(images[:2] * 2 - 1)
+    torch.testing.assert_close(posterior.logvar, (old.logvar - 2 * std.log().view(1, -1, 1, 1)).clamp(-30, 20),
+                               atol=1e-4, rtol=1e-4)
+    assert vae.config.scaling_factor == 1.0
+    with pytest.raises(ValueError, match="latents must be"):
+        T.fold_latent_stats(vae, before[:, :3])
+
+
+def test_standardise_latents_flag_changes_only_the_latent_statistics():
+    splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
+    cfg = T.config_for("quick", vae_steps=2)
+    plain, plain_metrics = T.train_vae_stage(cfg, splits, "cpu", progress=False)
+    folded, folded_metrics = T.train_vae_stage(T.replace(cfg, standardise_latents=True), splits, "cpu", progress=False)
+    assert plain_metrics["scaling_factor"] != 1.0 and folded_metrics["scaling_factor"] == 1.0
+    assert "latent_channel_std" not in plain_metrics and len(folded_metrics["latent_channel_std"]) == 4
+    assert folded_metrics["vae_psnr_test_db"] == pytest.approx(plain_metrics["vae_psnr_test_db"], abs=1e-3)
+    changed = {k for k, v in plain.state_dict().items() if not torch.equal(v, folded.state_dict()[k])}
+    assert changed == {"quant_conv.weight", "quant_conv.bias", "post_quant_conv.weight", "post_quant_conv.bias"}
