@@ -14,6 +14,7 @@
 #   make labs   the instructor kit in labs/: solutions/ (answers marked ### BEGIN/END SOLUTION, hidden tests),
 #               student/ (stubs, public self-checks, no hidden tests); grade a student's notebook with
 #               .venv/bin/python tests/labs.py grade labs/student/05_diffusion.ipynb
+#   make curves the reference curves of the main job (cpu profile; stage losses, adherence every 100 UNet steps) in assets/
 # and, for maintainers:
 #   make export write minisd/ from the notebooks (nbdev), after editing an exported cell
 #   make lint   ruff on the package and the tests
@@ -26,7 +27,7 @@ STAMP  := $(VENV)/.installed-minisd
 # threads keep PyTorch from collapsing when a shared machine has more jobs than cores.
 TEST_ENV := MINISD_PROFILE=quick HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup demo test lab export lint bench site labs
+.PHONY: setup demo test lab export lint bench site labs curves
 
 setup: $(STAMP)
 
@@ -44,6 +45,9 @@ BENCH_ARGS ?=
 
 bench: $(STAMP)
 	$(PY) -m minisd bench $(BENCH) --out outputs/bench.json $(BENCH_ARGS)
+
+curves: $(STAMP)
+	$(PY) benchmarks/reference_curves.py --profile cpu $(CURVES_ARGS)
 
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest
