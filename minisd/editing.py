@@ -169,16 +169,18 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
     With an ordinary 4-channel UNet (the text-to-image one), by blending (diffusers' way for such a
     UNet): after every step the kept region is replaced by the image's own latents noised to the next
     timestep, so only the masked region is generated, and it is generated to fit around what is kept.
-    SD-inpainting's 9-channel UNet (latents + mask + masked-image latents) would instead be told the
-    mask and the kept pixels; `unet_input` is where that goes.
+    With SD-inpainting's 9-channel UNet (chapter 12c trains one) there is no blending: the UNet reads
+    the latents, the mask and the masked image's latents, concatenated in that order (`unet_input`).
     """
 
     def unet_input(self, latent_model_input, mask, masked_image_latents):
-        "What the UNet reads: the latents alone (4 channels); a 9-channel UNet would read all three, concatenated."
+        "What the UNet reads: the latents alone (4 channels), or latents + mask + masked-image latents (4 + 1 + 4)."
         channels = self.unet.config.in_channels
+        if channels == 9:  # (B, 4, h, w), (B, 1, h, w), (B, 4, h, w) -> (B, 9, h, w)
+            return torch.cat([latent_model_input, mask, masked_image_latents], dim=1)
         if channels != 4:
-            raise NotImplementedError(f"this pipeline inpaints with a 4-channel UNet (by blending); the UNet has "
-                                      f"{channels} input channels (a 9-channel inpainting UNet is not supported yet)")
+            raise ValueError(f"the UNet must have 4 input channels (inpainting by blending) or 9 (latents + mask + "
+                             f"masked-image latents); it has {channels}")
         return latent_model_input
 
     @torch.no_grad()
@@ -186,12 +188,14 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
                  negative_prompt=None, generator=None, eta=None, callback=None, progress=True, output_type="pt"):
         """Repaint the masked part of `image` to follow `prompt` -> float tensor (N, 3, H, W) in [0, 1].
 
-        Random numbers in diffusers' order: the image's latents, the noise, the masked image's latents.
-        z_start = noise * init_noise_sigma at strength 1, else add_noise(z_image, noise, t_start). After
-        each step at t_i: z = (1 - m) * add_noise(z_image, noise, t_(i+1)) + m * z (the last step keeps
-        z_image itself), with m the mask binarised and resized (nearest) to the latents.
+        Random numbers in diffusers' order: the image's latents (a 9-channel UNet at strength 1 skips
+        them), the noise, the masked image's latents. z_start = noise * init_noise_sigma at strength 1,
+        else add_noise(z_image, noise, t_start). 4 channels: after each step at t_i,
+        z = (1 - m) * add_noise(z_image, noise, t_(i+1)) + m * z (the last step keeps z_image itself),
+        with m the mask binarised and resized (nearest) to the latents. 9 channels: no blending.
         """
-        if self.unet.config.in_channels != 4:  # refuse an unsupported UNet before any work
+        nine = self.unet.config.in_channels == 9
+        if not nine:  # refuse an unsupported UNet before any work
             self.unet_input(None, None, None)
         prompt, image, states, uncond, timesteps = self._prepare(prompt, image, strength, num_inference_steps,
                                                                  guidance_scale, negative_prompt)
@@ -199,9 +203,12 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         mask = preprocess_mask(mask_image, image.shape[-2:]).to(self.device)
         if n % len(mask):
             raise ValueError(f"{len(mask)} masks cannot be shared out among {n} prompts")
-        image_latents = self.encode_image(image, generator)
-        image_latents = image_latents.repeat(n // len(image_latents), 1, 1, 1)
-        noise = randn_tensor(image_latents.shape, generator, self.device, image_latents.dtype)
+        image_latents = None
+        if not (nine and strength == 1):  # diffusers encodes the image only when it needs it
+            image_latents = self.encode_image(image, generator)
+            image_latents = image_latents.repeat(n // len(image_latents), 1, 1, 1)
+        shape = (n, self.vae.config.latent_channels, image.shape[-2] // f, image.shape[-1] // f)
+        noise = randn_tensor(shape, generator, self.device, states.dtype)
         if strength == 1:
             latents = noise * self.scheduler.init_noise_sigma
         elif len(timesteps):
@@ -209,7 +216,7 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         else:  # strength 0: nothing to repaint
             return self._output(image_latents, output_type)
         masked_image_latents = self.encode_image(image * (mask < 0.5), generator)  # drawn as diffusers does
-        mask = F.interpolate(mask, size=(image.shape[-2] // f, image.shape[-1] // f))  # nearest
+        mask = F.interpolate(mask, size=shape[-2:])  # nearest
         mask = mask.repeat(n // len(mask), 1, 1, 1)  # (N, 1, h, w)
         masked_image_latents = masked_image_latents.repeat(n // len(masked_image_latents), 1, 1, 1)
 
@@ -219,10 +226,11 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
                 known = self.scheduler.add_noise(image_latents, noise, timesteps[i + 1:i + 2])
             return (1 - mask) * known + mask * latents
 
-        guided_mask = torch.cat([mask] * 2) if uncond is not None else mask  # what a 9-channel UNet would read
+        guided_mask = torch.cat([mask] * 2) if uncond is not None else mask  # what a 9-channel UNet reads
         guided_masked = torch.cat([masked_image_latents] * 2) if uncond is not None else masked_image_latents
         latents = self._denoise(latents, timesteps, states, uncond, guidance_scale, generator, eta, progress, callback,
-                                after_step=blend, unet_input=lambda x: self.unet_input(x, guided_mask, guided_masked))
+                                after_step=None if nine else blend,
+                                unet_input=lambda x: self.unet_input(x, guided_mask, guided_masked))
         return self._output(latents, output_type)
 
 # %% ../chapters/12a_img2img_inpaint.ipynb #f52cad32

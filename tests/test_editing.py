@@ -68,6 +68,45 @@ def test_inpaint_4_channel_equals_diffusers(folder, scheduler):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def folder_9(tmp_path_factory):
+    "The tiny pipeline with a random 9-channel UNet (latents + mask + masked-image latents), as SD-inpainting's."
+    path = tmp_path_factory.mktemp("editing9") / "pipe"
+    pipe = minisd_pipeline()
+    torch.manual_seed(7)
+    unet = type(pipe.unet).from_config(pipe.unet.config, in_channels=9)
+    with torch.no_grad():  # random but not small: every input channel matters
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    type(pipe)(**{**pipe.components, "unet": unet}).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler_a"])
+def test_inpaint_9_channel_equals_diffusers(folder_9, scheduler):
+    diffusers = pytest.importorskip("diffusers")
+    ours = StableDiffusionInpaintPipeline.from_pretrained(folder_9, scheduler=scheduler)
+    assert ours.unet.config.in_channels == 9
+    theirs = _load(diffusers, "StableDiffusionInpaintPipeline", folder_9, ours.scheduler)
+    for strength, scale in ((1.0, 7.5), (0.6, 1.0), (0.75, 3.0)):  # strength 1 draws no image latents
+        kwargs = dict(strength=strength, num_inference_steps=5, guidance_scale=scale)
+        for output_type in ("pt", "latent"):
+            a = ours(PROMPTS, IMAGE, MASK, generator=_g(), progress=False, output_type=output_type, **kwargs)
+            b = theirs(PROMPTS, IMAGE, MASK, generator=_g(), output_type=output_type, height=16, width=16,
+                       **kwargs).images
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_inpaint_9_channel_does_not_blend(folder_9):
+    "Without blending, the kept region is the UNet's own work: it differs from the image's latents there."
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(folder_9)
+    kwargs = dict(strength=0.7, num_inference_steps=5, guidance_scale=3.0, progress=False, output_type="latent")
+    keep = pipe(PROMPTS, IMAGE, torch.zeros(16, 16), generator=_g(), **kwargs)
+    with torch.no_grad():
+        latents = pipe.vae.encode(IMAGE * 2 - 1).sample(_g()) * pipe.vae.config.scaling_factor
+    assert (keep - latents).abs().max() > 1e-3
+
+
 def test_strength_zero_gives_the_image_back_through_the_vae(folder):
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(folder)
     out = pipe(PROMPTS[:1], IMAGE, strength=0.0, num_inference_steps=5, generator=_g(), progress=False)
@@ -115,8 +154,8 @@ def test_bad_inputs_are_refused(folder):
     with pytest.raises(ValueError, match="multiples of 2"):  # the tiny VAE halves once
         pipe(PROMPTS, torch.rand(1, 3, 15, 16), torch.ones(15, 16), progress=False)
     assert preprocess_mask(torch.tensor([[0.49, 0.5]]), (1, 2)).tolist() == [[[[0.0, 1.0]]]]
-    pipe.unet.register_to_config(in_channels=9)  # a 9-channel inpainting UNet: not yet supported, said clearly
-    with pytest.raises(NotImplementedError, match="9 input channels"):
+    pipe.unet.register_to_config(in_channels=5)  # neither a 4- nor a 9-channel UNet: refused, said clearly
+    with pytest.raises(ValueError, match="4 input channels .* or 9"):
         pipe(PROMPTS, IMAGE, MASK, progress=False)
 
 

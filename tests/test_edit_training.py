@@ -1,0 +1,94 @@
+"""Chapter 12c: the 9-channel inpainting UNet's start, and what one training step of each model changes.
+
+Tiny random parts from tests/test_pipeline.py; a few steps each, on the CPU.
+"""
+
+from dataclasses import replace
+
+import torch
+
+from minisd.edit_training import (controlnet_from, edit_scenes, inpainting_inputs, inpainting_unet_from, iou,
+                                  object_map, random_objects, seam_band, train_controlnet, train_inpainting)
+from minisd.train import config_for
+from test_pipeline import minisd_pipeline
+
+CFG = replace(config_for("quick"), unet_steps=2, unet_batch=4, warmup=1, unet_lr=1e-3)
+
+
+def _setup(n=8):
+    pipe = minisd_pipeline()
+    objects = random_objects(n, seed=0)
+    scenes, masks = edit_scenes(objects, 16, pipe.vae_scale_factor, p_other=1.0)
+    with torch.no_grad():
+        states = pipe.encode_prompt([f"a {a['colour']} {a['shape']}" for a in objects])
+        empty = pipe.encode_prompt([""])
+    return pipe, scenes, masks, states, empty
+
+
+def test_nine_channel_init_reproduces_the_four_channel_unet():
+    pipe = minisd_pipeline()
+    unet9 = inpainting_unet_from(pipe.unet)
+    assert unet9.config.in_channels == 9 and unet9.conv_in.weight.shape[1] == 9
+    assert unet9.conv_in.weight[:, 4:].abs().max() == 0
+    z, text = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        for extra in (torch.zeros(2, 5, 8, 8), torch.randn(2, 5, 8, 8)):  # the extra channels are ignored at first
+            torch.testing.assert_close(unet9(torch.cat([z, extra], 1), 37, text), pipe.unet(z, 37, text),
+                                       atol=1e-6, rtol=0)
+    for k, v in pipe.unet.state_dict().items():  # every other weight copied, and the old UNet untouched
+        if k != "conv_in.weight":
+            assert torch.equal(v, unet9.state_dict()[k]), k
+
+
+def test_inpainting_step_trains_the_new_channels_and_leaves_the_source_unet():
+    pipe, scenes, masks, states, empty = _setup()
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    unet9 = inpainting_unet_from(pipe.unet)
+    latents, mask, masked = inpainting_inputs(pipe.vae, scenes, masks, p_full=0.25)
+    assert mask.shape == (8, 1, 8, 8) and latents.shape == masked.shape == (8, 4, 8, 8)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    ema, losses = train_inpainting(unet9, latents, mask, masked, states, empty, CFG, progress=False)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert unet9.conv_in.weight[:, 4:].abs().max() > 0  # the new channels learn
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
+    assert ema is not unet9 and not any(p.requires_grad for p in ema.parameters())
+
+
+def test_masked_image_is_grey_under_the_mask_as_the_pipeline_makes_it():
+    pipe, scenes, masks, _, _ = _setup(4)
+    _, _, masked = inpainting_inputs(pipe.vae, scenes, masks, p_full=0.0)
+    with torch.no_grad():  # the pipeline's masked image: image * (mask < 0.5) in [-1, 1]
+        theirs = pipe.vae.encode((scenes * 2 - 1) * (masks < 0.5)).latent_dist.mode() * pipe.vae.config.scaling_factor
+    torch.testing.assert_close(masked, theirs, atol=1e-5, rtol=0)
+
+
+def test_controlnet_step_leaves_the_unet_frozen():
+    pipe, scenes, masks, states, empty = _setup()
+    controlnet = controlnet_from(pipe.unet, pipe.vae_scale_factor)
+    assert controlnet.config.conditioning_channels == 1
+    before_unet = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    before_cn = {k: v.clone() for k, v in controlnet.state_dict().items()}
+    latents, _, _ = inpainting_inputs(pipe.vae, scenes, masks, p_full=0.0)
+    ema, losses = train_controlnet(controlnet, pipe.unet, latents, object_map(scenes), states, empty, CFG,
+                                   progress=False)
+    assert len(losses) == 2
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before_unet.items())
+    assert not any(p.requires_grad for p in pipe.unet.parameters())
+    moved = [k for k, v in controlnet.state_dict().items() if not torch.equal(v, before_cn[k])]
+    assert any(k.startswith("controlnet_down_blocks") for k in moved)  # the zero convolutions leave zero
+    assert any(k.startswith("controlnet_cond_embedding") for k in moved)
+
+
+def test_scenes_masks_and_scores():
+    objects = random_objects(20, seed=1)
+    scenes, masks = edit_scenes(objects, 32, 4, p_other=1.0, seed=1)
+    first, _ = edit_scenes(objects, 32, 4, p_other=0.0, seed=1)
+    assert ((object_map(first) - masks).clamp_min(0)).sum() == 0  # the mask covers the object
+    cells = masks[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3)
+    assert torch.equal(cells, masks)  # whole latent cells
+    band = seam_band(masks, 2)
+    assert (band * masks).sum() == 0 and band.sum() > 0
+    assert torch.allclose(iou(masks, masks), torch.ones(20))
+    assert iou(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)).item() == 1.0
+    assert all((a["colour"], a["shape"]) not in (("green", "triangle"), ("blue", "square"), ("yellow", "circle"))
+               for a in objects)
