@@ -1,8 +1,9 @@
-"""The command line: `python -m minisd {train,sample,eval,demo,bench,edit} --help`.
+"""The command line: `python -m minisd {train,sample,eval,demo,bench,edit,finetune} --help`.
 
 Hand-written (not exported from a notebook). It wraps `minisd.train` (chapter 08b),
 `minisd.evaluate` (chapter 08c), `minisd.pipeline` (chapter 08a), `minisd.scene_benchmark` (chapter 10b),
-`minisd.scene_training` (chapter 10c) and `minisd.editing` (chapter 12a).
+`minisd.scene_training` (chapter 10c), `minisd.flow_training` (chapter 11d), `minisd.editing` (chapter 12a),
+and `minisd.personalise` with `minisd.dreambooth` (chapters 13a and 13b).
 Bad arguments and unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
 the full traceback instead.
 """
@@ -63,7 +64,7 @@ def _sampling_options(p):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench,edit}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench,edit,finetune}")
     profile_help = "quick, cpu or gpu (default: MINISD_PROFILE, else gpu with CUDA, else cpu)"
 
     p = sub.add_parser("train", help="train the VAE, the text encoder and the UNet (or one stage)",
@@ -152,6 +153,32 @@ def build_parser():
     p.add_argument("--guidance", type=_non_negative, default=4.0, help="guidance scale (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("outputs/edit.png"), help="PNG to write (default: %(default)s)")
+
+    p = sub.add_parser("finetune", help="teach a pipeline a new concept from a folder of pictures (chapter 13b)",
+                       description="LoRA, textual inversion or DreamBooth (with prior preservation) on a folder of "
+                                   "PNG/JPEG pictures of the pipeline's image size, captioned by its metadata.jsonl "
+                                   "(file_name, text) if present, else 'a TOKEN CLASS_WORD'. Writes files diffusers "
+                                   "loads: pytorch_lora_weights.safetensors, learned_embeds.safetensors, or (full "
+                                   "DreamBooth) a pipeline folder.")
+    p.add_argument("checkpoint", type=Path, help="pipeline folder to start from")
+    p.add_argument("--method", choices=("lora", "textual_inversion", "dreambooth"), required=True,
+                   help="lora: adapters on the UNet's attention; textual_inversion: one new token's embedding; "
+                        "dreambooth: the whole UNet with prior preservation (with --rank: LoRA-DreamBooth)")
+    p.add_argument("--images", type=Path, required=True, help="folder of the concept's pictures")
+    p.add_argument("--token", required=True, help="the new word, not in the vocabulary (e.g. sks, or <orange>)")
+    p.add_argument("--class-word", help="the class the token qualifies, e.g. circle (captions and class prompts)")
+    p.add_argument("--steps", type=_positive_int, default=300, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--rank", type=_positive_int,
+                   help="LoRA rank (lora: default 4; dreambooth: train rank-R adapters instead of the whole UNet)")
+    p.add_argument("--lr", type=_non_negative,
+                   help="learning rate (default: 3e-3 LoRA, 5e-3 textual inversion, 1e-4 whole UNet)")
+    p.add_argument("--prior-weight", type=_non_negative, default=1.0,
+                   help="dreambooth: prior_loss_weight, 0 for none (default: %(default)s, as diffusers)")
+    p.add_argument("--class-images", type=_positive_int, default=100,
+                   help="dreambooth: class images drawn by the frozen pipeline (default: %(default)s, as diffusers)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("outputs/finetune"),
+                   help="folder to write (default: %(default)s)")
     return parser
 
 
@@ -232,6 +259,40 @@ def _edit(args):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)).save(args.out)
     print(f"wrote {args.out} ({args.mode}, strength {strength:g})")
+
+
+def _finetune(args):
+    "The `finetune` command: LoRA, textual inversion or DreamBooth on a folder of pictures (chapter 13b)."
+    from minisd import dreambooth, personalise
+
+    pipe = load_pipeline(args.checkpoint)
+    if not dreambooth.is_new_word(pipe.tokenizer, args.token):
+        raise ValueError(f"--token {args.token!r} is already in the vocabulary (or is not one word): choose a new "
+                         "word, e.g. sks")
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    images, captions = dreambooth.read_concept_folder(args.images, args.token, args.class_word, size)
+    if args.method == "textual_inversion":
+        pipe.unet.requires_grad_(False)
+        pipe.text_encoder.requires_grad_(False)
+        token_id = personalise.add_token(pipe.tokenizer, pipe.text_encoder, args.token, args.class_word or "a")
+        table = pipe.text_encoder.embeddings.token_embedding.weight.requires_grad_(True)
+        original = table.detach().clone()
+        losses = personalise.finetune(pipe, images, captions, [table], steps=args.steps, lr=args.lr or 5e-3,
+                                      seed=args.seed, after_step=lambda: personalise.keep_only_row(table, original,
+                                                                                                    token_id))
+        path = personalise.save_textual_inversion(args.out, pipe.tokenizer, pipe.text_encoder, args.token)
+    else:
+        rank = args.rank if args.method == "dreambooth" else (args.rank or 4)
+        class_images = class_captions = None
+        if args.method == "dreambooth" and args.prior_weight > 0:
+            prompts = [dreambooth.class_prompt(c, args.token) for c in captions]
+            class_captions = [prompts[i % len(prompts)] for i in range(args.class_images)]
+            class_images = dreambooth.generate_class_images(pipe, class_captions, 20, 4.0, seed=args.seed)
+        losses, _ = dreambooth.train_dreambooth(pipe, images, captions, class_images, class_captions, rank=rank,
+                                                prior_loss_weight=args.prior_weight, steps=args.steps, lr=args.lr,
+                                                seed=args.seed)
+        path = personalise.save_lora_weights(args.out, pipe.unet) if rank else pipe.save_pretrained(args.out)
+    print(f"wrote {path} ({args.method}, {len(images)} pictures, {args.steps} steps, last loss {losses[-1]:.4f})")
 
 
 def load_pipeline(folder, scheduler=None):
@@ -384,6 +445,8 @@ def run(args):
         _bench(args)
     elif args.command == "edit":
         _edit(args)
+    elif args.command == "finetune":
+        _finetune(args)
     elif args.command == "demo":
         report = evaluate.demo(args.out, profile=args.profile, resume=args.resume)
         ev = report["eval"]

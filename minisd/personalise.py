@@ -323,23 +323,36 @@ def load_textual_inversion(path, tokenizer, text_encoder, token=None):
 
 # %% ../chapters/13a_lora_textual_inversion.ipynb #f773789c
 def finetune(pipe, images, captions, parameters, steps=100, lr=1e-3, batch_size=8, seed=0, after_step=None,
-             progress=True):
+             progress=True, prior_images=None, prior_captions=None, loss_fn=None):
     """Teach `pipe` the images: the denoising loss of chapter 08b on these images and captions, only `parameters`
     trained (LoRA adapters, or the text encoder's embedding). The latents are the VAE's mode, encoded once;
     the text goes through the text encoder every step (so an embedding can learn). `after_step()` runs after
-    every optimiser step. Returns the losses."""
+    every optimiser step. Returns the losses.
+
+    For DreamBooth (chapter 13b): with `prior_images` and `prior_captions` each step also draws `batch_size` of
+    those and appends them to the batch (instance examples first, then prior ones), and `loss_fn(model_pred,
+    noise)` (default: the mean squared error over the whole batch) scores the batch."""
     device = pipe.device
     latents = encode_images(pipe.vae, images).detach() * pipe.vae.config.scaling_factor  # (N, 4, h, w)
     ids = pipe.tokenizer(list(captions)).to(device)  # (N, 77)
+    prior = None
+    if prior_images is not None:
+        prior = (encode_images(pipe.vae, prior_images).detach() * pipe.vae.config.scaling_factor,
+                 pipe.tokenizer(list(prior_captions)).to(device))  # (M, 4, h, w), (M, 77)
+    loss_fn = loss_fn or nn.functional.mse_loss
     schedule = DDPMScheduler(**SD_NOISE_SCHEDULE)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     generator, losses = torch.Generator().manual_seed(seed), []
     for _ in tqdm(range(steps), desc="fine-tune", disable=not progress):
         idx = torch.randint(0, len(latents), (batch_size,), generator=generator).to(device)
-        noise = torch.randn((batch_size, *latents.shape[1:]), generator=generator).to(device)
-        t = torch.randint(0, schedule.config.num_train_timesteps, (batch_size,), generator=generator).to(device)
-        z_t = schedule.add_noise(latents[idx], noise, t)
-        loss = nn.functional.mse_loss(pipe.unet(z_t, t, pipe.text_encoder(ids[idx])), noise)
+        z0, text = latents[idx], ids[idx]
+        if prior is not None:
+            jdx = torch.randint(0, len(prior[0]), (batch_size,), generator=generator).to(device)
+            z0, text = torch.cat([z0, prior[0][jdx]]), torch.cat([text, prior[1][jdx]])  # (2B, ...)
+        noise = torch.randn(tuple(z0.shape), generator=generator).to(device)
+        t = torch.randint(0, schedule.config.num_train_timesteps, (len(z0),), generator=generator).to(device)
+        z_t = schedule.add_noise(z0, noise, t)
+        loss = loss_fn(pipe.unet(z_t, t, pipe.text_encoder(text)), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -29,7 +29,9 @@ LAYERS = [
     {"flow_training"},
     {"editing"},
     {"controlnet"},
+    {"edit_training"},
     {"personalise"},
+    {"dreambooth"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
