@@ -261,7 +261,7 @@ def load_lora_weights(unet, path, weight_name=LORA_WEIGHT_NAME):
 def add_token(tokenizer, text_encoder, token, initializer="red yellow"):
     """Append `token` to the tokenizer (kept whole, like transformers' added tokens) and one embedding row to
     the text encoder, set to the mean embedding of `initializer`'s tokens. Returns the token's id."""
-    if token in tokenizer.encoder:
+    if token in tokenizer.encoder or f"{token}</w>" in tokenizer.encoder:  # "red" is in it as the word "red</w>"
         raise ValueError(f"token {token!r} is already in the vocabulary: choose another")
     embedding = text_encoder.embeddings.token_embedding
     if embedding.num_embeddings != len(tokenizer):

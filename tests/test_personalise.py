@@ -172,6 +172,9 @@ def test_textual_inversion_file_with_diffusers(folder, tmp_path):
     assert tok("a <orange> circle") == tok("a") + ["<orange>"] + tok("circle")  # kept whole, never split
     with pytest.raises(ValueError, match="already in the vocabulary"):
         P.add_token(ours.tokenizer, ours.text_encoder, "<orange>")
+    word = next(k[:-4] for k in ours.tokenizer.encoder if k.endswith("</w>") and k[:-4] not in ours.tokenizer.encoder)
+    with pytest.raises(ValueError, match="already in the vocabulary"):  # a whole word, stored as "word</w>"
+        P.add_token(ours.tokenizer, ours.text_encoder, word)
     with torch.no_grad():
         ours.text_encoder.embeddings.token_embedding.weight[token_id] = torch.randn(16)
     path = P.save_textual_inversion(tmp_path, ours.tokenizer, ours.text_encoder, "<orange>")
