@@ -40,7 +40,8 @@ from pathlib import Path
 import torch
 
 from minisd import train as T
-from minisd.core import PROFILE_NAMES, get_profile
+from minisd.__main__ import _positive_int, _profile  # the command line's argument types
+from minisd.core import get_profile
 from minisd.data import load_captioned_shapes
 from minisd.evaluate import evaluate
 from minisd.reader import format_rate, wilson_interval
@@ -53,22 +54,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _profile(text):
-    if text not in PROFILE_NAMES:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(PROFILE_NAMES)}, got {text!r}")
-    return text
 
 
 def build_parser():

@@ -87,7 +87,7 @@ def test_chunked_training_equals_one_uninterrupted_run(made, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--every", "0"], "argument --every: must be >= 1, got 0"),
-    (["--every", "x"], "argument --every: expected a whole number >= 1"),
+    (["--every", "x"], "argument --every: expected an integer >= 1"),
     (["--profile", "quick", "--every", "13"], "argument --every: must be at most the quick profile's unet_steps (12)"),
     (["--profile", "laptop"], "argument --profile: must be one of quick, cpu, gpu"),
 ])
