@@ -9,7 +9,6 @@ __all__ = ['OPPOSITE', 'inpainting_unet_from', 'random_objects', 'object_map', '
 
 # %% ../chapters/12c_edit_training.ipynb #46d3c5c8
 import copy
-from dataclasses import replace
 
 import numpy as np
 import torch

@@ -16,11 +16,12 @@ from .train import config_for
 def scenes_config(profile=None, **overrides):
     """The `TrainConfig` (chapter 08b) for chapter 10a's scenes: 64x64 images, 16x16x4 latents.
 
-    From `config_for(profile)`, three changes: the autoencoder (the same architecture, factor 4)
-    trains on 32x32 crops (`vae_crop`); the mini CLIP's image tower reads 64x64 images and its
-    matching pairs are captions with the same text (scene captions name several objects); the UNet
-    has three levels (16, 8 and 4 latent pixels) with channels growing as the side halves. Any field
-    can be overridden, as in `config_for`.
+    From `config_for(profile)`, four changes: the autoencoder (the same architecture, factor 4) trains
+    on 32x32 crops (`vae_crop`), and its latents are standardised per channel inside its 1x1
+    convolutions (`standardise_latents`); the mini CLIP learns from the single-object captioned shapes
+    (`text_data`), as chapter 08's does, not from the scenes; the UNet has three levels (16, 8 and 4
+    latent pixels) with channels growing as the side halves. Any field can be overridden, as in
+    `config_for`.
     """
     p = get_profile(profile)
     base = config_for(p)
@@ -28,9 +29,8 @@ def scenes_config(profile=None, **overrides):
             "block_out_channels": p.pick(quick=[16, 32, 32], cpu=[32, 64, 128], gpu=[128, 256, 256]),
             "down_block_types": ["CrossAttnDownBlock2D"] * 3, "up_block_types": ["CrossAttnUpBlock2D"] * 3,
             "norm_num_groups": p.pick(quick=8, cpu=16, gpu=32)}
-    cfg = replace(base, vae={**base.vae, "sample_size": SCENE_SIZE}, vae_crop=32,
-                  clip={"image_size": SCENE_SIZE, "positives": "caption"}, unet=unet,
-                  unet_steps=p.pick(quick=12, cpu=700, gpu=6000))
+    cfg = replace(base, vae={**base.vae, "sample_size": SCENE_SIZE}, vae_crop=32, standardise_latents=True,
+                  text_data="captioned_shapes", unet=unet, unet_steps=p.pick(quick=12, cpu=700, gpu=6000))
     return replace(cfg, **overrides)
 
 # %% ../chapters/10c_scenes_training.ipynb #c10share

@@ -17,7 +17,7 @@ def test_scenes_config_changes_what_the_scenes_need_and_keeps_the_rest():
         assert cfg.vae["sample_size"] == scenes.SCENE_SIZE and cfg.vae_crop == 32
         assert cfg.unet["sample_size"] == scenes.SCENE_SIZE // 4 and len(cfg.unet["block_out_channels"]) == 3
         assert cfg.unet["down_block_types"] == ["CrossAttnDownBlock2D"] * 3
-        assert cfg.clip == {"image_size": scenes.SCENE_SIZE, "positives": "caption"}
+        assert cfg.clip == base.clip and cfg.text_data == "captioned_shapes" and cfg.standardise_latents
         assert cfg.vae["block_out_channels"] == base.vae["block_out_channels"]  # the same autoencoder, factor 4
         assert (cfg.unet_lr, cfg.caption_dropout, cfg.seed) == (base.unet_lr, base.caption_dropout, base.seed)
     assert scene_training.scenes_config("quick", unet_steps=3, seed=2).unet_steps == 3
@@ -25,10 +25,12 @@ def test_scenes_config_changes_what_the_scenes_need_and_keeps_the_rest():
 
 def test_tiny_training_on_scenes_samples_64x64_images(tmp_path):
     splits = scenes.make_scenes(SMALL, seed=0)
-    clip = {**scene_training.scenes_config("quick").clip, "steps": 2, "batch_size": 16}
-    cfg = scene_training.scenes_config("quick", vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip=clip)
+    cfg = scene_training.scenes_config("quick", vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4,
+                                       clip={"steps": 2, "batch_size": 16})
     pipe, report = train(cfg, tmp_path / "run", splits=splits, device="cpu", progress=False)
     assert pipe.unet.config.sample_size == 16 and report["unet_steps"] == 2
+    assert pipe.vae.config.scaling_factor == 1.0 and len(report["latent_channel_std"]) == 4
+    assert pipe.tokenizer.tokenize("circle") == ["circle</w>"]  # a word of the single-object captions
     images = pipeline_generator(pipe, steps=2)(["a red circle and a blue square", "three green triangles"], [0, 1])
     assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
 
@@ -51,8 +53,8 @@ _SCENES_CONFIG = scene_training.scenes_config
 
 def _tiny_scenes_config(profile, **overrides):
     "The scenes recipe with a few steps of each stage, so the command runs in seconds."
-    clip = {"image_size": scenes.SCENE_SIZE, "positives": "caption", "steps": 2, "batch_size": 16}
-    return _SCENES_CONFIG(profile, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip=clip, **overrides)
+    return _SCENES_CONFIG(profile, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4,
+                          clip={"steps": 2, "batch_size": 16}, **overrides)
 
 
 def test_train_command_takes_the_scenes(tmp_path, monkeypatch):

@@ -152,3 +152,22 @@ def test_standardise_latents_flag_changes_only_the_latent_statistics():
     assert folded_metrics["vae_psnr_test_db"] == pytest.approx(plain_metrics["vae_psnr_test_db"], abs=1e-3)
     changed = {k for k, v in plain.state_dict().items() if not torch.equal(v, folded.state_dict()[k])}
     assert changed == {"quant_conv.weight", "quant_conv.bias", "post_quant_conv.weight", "post_quant_conv.bias"}
+
+
+def test_text_data_chooses_what_the_mini_clip_learns_from(monkeypatch):
+    seen = []
+
+    def fake_train_mini_clip(profile, dataset=None, **kwargs):
+        seen.append(dataset)
+        raise StopIteration  # stop before training: only the data matters here
+
+    monkeypatch.setattr(T, "train_mini_clip", fake_train_mini_clip)
+    splits = make_captioned_shapes(**SPLITS_SMALL, seed=5)
+    cfg = T.config_for("quick")
+    for text_data in T.TEXT_DATA:
+        with pytest.raises(StopIteration):
+            T.train_text_stage(T.replace(cfg, text_data=text_data), splits, "cpu", progress=False)
+    assert seen[0] is splits
+    assert seen[1]["train"]["caption"] == T.load_captioned_shapes("quick", seed=cfg.seed)["train"]["caption"]
+    with pytest.raises(ValueError, match="text_data must be one of"):
+        T.train_text_stage(T.replace(cfg, text_data="scenes"), splits, "cpu", progress=False)
