@@ -122,3 +122,22 @@ def test_bench_rejects_a_bad_checkpoint_and_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "real", "--images-per-prompt", "0"])
     assert exit_info.value.code == 2 and "must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_main_job_checkpoint_finds_the_first_folder_trained_under_the_profile(tmp_path, monkeypatch):
+    def fake(name, profile):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model_index.json").write_text("{}")
+        (folder / "train_report.json").write_text(json.dumps({"profile": profile}))
+
+    trained = []
+    monkeypatch.setattr(E, "train", lambda cfg, folder, **kw: trained.append((cfg.profile, folder)))
+    fake("08b_checkpoint_quick", "cpu")  # a quick-named folder that another profile trained: skipped
+    fake("checkpoint", "quick")
+    fake("08c_checkpoint_quick", "quick")
+    assert E.main_job_checkpoint(tmp_path, "quick") == tmp_path / "checkpoint" and not trained
+    assert not E.trained_under(tmp_path / "08b_checkpoint_quick", "quick")
+    assert E.trained_under(tmp_path / "08b_checkpoint_quick", "cpu")
+    assert E.main_job_checkpoint(tmp_path / "empty", "quick") == tmp_path / "empty" / "08c_checkpoint_quick"
+    assert trained == [("quick", tmp_path / "empty" / "08c_checkpoint_quick")]
