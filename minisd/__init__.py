@@ -17,11 +17,11 @@ from minisd.data import (
     attribute_ids,
     caption_from_attributes,
     images_to_tensor,
-    load_captioned,
     load_captioned_shapes,
     parse_caption,
     render,
 )
+from minisd.own_data import load_captioned
 from minisd.reader import adherence, format_rate, read_attributes, wilson_interval
 # the components, under Stable Diffusion's own names (diffusers / transformers)
 from minisd.attention import Attention

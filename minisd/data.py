@@ -4,16 +4,14 @@
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'ATTRIBUTES', 'HELDOUT_PAIRS', 'POSITION_CENTRES', 'RADIUS',
-           'POSITION_JITTER', 'RADIUS_JITTER', 'CAPTION_TEMPLATES', 'P_OMIT_SIZE', 'DATA_VERSION', 'LOADERS',
-           'signed_distance', 'coverage', 'render', 'caption_from_attributes', 'parse_caption', 'png_bytes',
-           'make_captioned_shapes', 'load_captioned_shapes', 'cached_dataset', 'images_to_tensor', 'attribute_ids',
-           'load_captioned', 'captioned_splits']
+           'POSITION_JITTER', 'RADIUS_JITTER', 'CAPTION_TEMPLATES', 'P_OMIT_SIZE', 'DATA_VERSION', 'signed_distance',
+           'coverage', 'render', 'caption_from_attributes', 'parse_caption', 'png_bytes', 'make_captioned_shapes',
+           'load_captioned_shapes', 'cached_dataset', 'images_to_tensor', 'square_image', 'attribute_ids']
 
 # %% ../chapters/00b_captioned_shapes.ipynb #89765c5f
 import io
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -233,11 +231,12 @@ def images_to_tensor(split, image_size=None):
     """
     images = split["image"]
     if image_size is not None:
-        images = [_square(im, image_size) for im in images]
+        images = [square_image(im, image_size) for im in images]
     return torch.from_numpy(to_numpy_images(images)).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
 
 
-def _square(image, size):
+def square_image(image, size):
+    "A PIL image centre-cropped to a square and resized to `size` x `size`, in RGB."
     w, h = image.size
     s = min(w, h)
     box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
@@ -248,112 +247,3 @@ def attribute_ids(split):
     "The attribute columns as indices into SHAPES, COLOURS, SIZES, POSITIONS: LongTensor (N, 4)."
     cols = [[ATTRIBUTES[name].index(v) for v in split[name]] for name in ATTRIBUTES]
     return torch.tensor(cols, dtype=torch.long).T
-
-# %% ../chapters/00b_captioned_shapes.ipynb #d88b96f4
-LOADERS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json"}  # a file's suffix -> its `load_dataset` builder
-
-
-def _load_all_splits(path, **kwargs):
-    """Every split of `path` as a DatasetDict, through `datasets.load_dataset` with the builder its form calls for.
-
-    A .parquet, .csv or .jsonl file; a folder of parquet files; an image folder (captions in its
-    metadata.jsonl or metadata.csv, which the `imagefolder` builder reads); else a hub id, which
-    with HF_DATASETS_OFFLINE=1 is read from the local cache only. Errors are one line naming the path.
-    """
-    from datasets import load_dataset
-
-    local = Path(path).expanduser()
-    if local.is_file():
-        if local.suffix.lower() not in LOADERS:
-            raise ValueError(f"{path}: a data file must end in {', '.join(LOADERS)}; or give an image folder")
-        source, args = local, (LOADERS[local.suffix.lower()], dict(data_files=str(local)))
-    elif local.is_dir() and any(local.glob("*.parquet")):
-        source, args = local, ("parquet", dict(data_files=str(local / "*.parquet")))
-    elif local.is_dir():
-        source, args = next(local.glob("metadata.*"), local), ("imagefolder", dict(data_dir=str(local)))
-    else:
-        source, args = None, (str(path), {})
-    try:
-        return load_dataset(args[0], **args[1], **kwargs)
-    except Exception as e:  # report the innermost cause, on one line
-        while e.__cause__ is not None:
-            e = e.__cause__
-        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        if source is None:
-            raise ValueError(f"{path}: no such file or folder, and no hub dataset of that name could be read "
-                             f"({why})") from None
-        raise ValueError(f"cannot read {source} ({why})") from None
-
-
-def _standard_columns(ds, path, image_column, caption_column):
-    "Rename the image and caption columns to `image`, `caption`; image paths in a CSV / jsonl are relative to it."
-    from datasets import Image as ImageFeature
-
-    for arg, column in (("image_column", image_column), ("caption_column", caption_column)):
-        if column not in ds.column_names:
-            raise ValueError(f"{arg}={column!r} is not a column of {path}; columns: {ds.column_names}")
-    if getattr(ds.features[image_column], "dtype", None) in ("string", "large_string"):  # file names, not images
-        base = Path(path).expanduser()
-        base = base.parent if base.is_file() else base
-        ds = ds.map(lambda row: {image_column: str(base / row[image_column])})
-    ds = ds.rename_columns({k: v for k, v in ((image_column, "image"), (caption_column, "caption")) if k != v})
-    return ds.cast_column("image", ImageFeature())
-
-
-def load_captioned(path, image_column="image", caption_column="caption", split="train", **kwargs):
-    """Other captioned images, through `datasets.load_dataset`, as a Dataset with `image`, `caption`.
-
-    `path` is a hub id, a local .parquet, .csv or .jsonl file (image file names relative to it), a
-    folder of parquet files, or an image folder (captions in its metadata.jsonl / metadata.csv). The
-    image and caption columns are named by the arguments and renamed to `image` and `caption`.
-    Extra keyword arguments go to `load_dataset`.
-    """
-    splits = _load_all_splits(path, **kwargs)
-    if split not in splits:
-        raise ValueError(f"split={split!r} is not a split of {path}; splits: {list(splits)}")
-    return _standard_columns(splits[split], path, image_column, caption_column)
-
-# %% ../chapters/00b_captioned_shapes.ipynb #536886e3
-def captioned_splits(path, image_size, image_column="image", caption_column="text", test_fraction=0.05, seed=0,
-                     **kwargs):
-    """Other captioned images as training data: a DatasetDict with `train` and `test` like the shapes'.
-
-    Every image is centre-cropped to a square and resized to `image_size` once, here, so the
-    training stages see one size; an image that cannot be read is named in a one-line error. The
-    data's own `test` split is used if it has one; otherwise a fixed `test_fraction` of `train`
-    (at least one image), drawn with `seed`, is held out.
-    """
-    splits = _load_all_splits(path, **kwargs)
-    if "train" not in splits:
-        raise ValueError(f"{path} has no train split; splits: {list(splits)}")
-    train = _standard_columns(splits["train"], path, image_column, caption_column)
-    if "test" in splits:
-        test = _standard_columns(splits["test"], path, image_column, caption_column)
-    else:
-        if len(train) < 2:
-            raise ValueError(f"{path} has {len(train)} image(s); at least 2 are needed, one is held out for testing")
-        parts = train.train_test_split(test_size=max(1, round(test_fraction * len(train))), seed=seed)
-        train, test = parts["train"], parts["test"]
-    from datasets import DatasetDict
-    return DatasetDict(train=_resized(train, image_size, path), test=_resized(test, image_size, path))
-
-
-def _resized(split, size, source):
-    "A split's images centre-cropped and resized to `size` (stored as PNG), its captions as strings."
-    from datasets import Dataset, Features, Value
-    from datasets import Image as ImageFeature
-
-    images, captions = [], []
-    for i, (item, caption) in enumerate(zip(split.cast_column("image", ImageFeature(decode=False))["image"],
-                                            split["caption"])):
-        where = item.get("path") or f"row {i}"
-        if caption is None:
-            raise ValueError(f"the caption of {where} in {source} is missing")
-        try:
-            with Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]) as image:
-                images.append({"bytes": png_bytes(np.asarray(_square(image, size))), "path": None})
-        except (OSError, ValueError, TypeError) as e:  # PIL's UnidentifiedImageError is an OSError
-            raise ValueError(f"cannot read the image {where} of {source} ({type(e).__name__})") from None
-        captions.append(str(caption))
-    features = Features({"image": ImageFeature(), "caption": Value("string")})
-    return Dataset.from_dict({"image": images, "caption": captions}, features=features)

@@ -19,7 +19,7 @@ from .controlnet import ControlNetModel
 from .data import COLOURS, HELDOUT_PAIRS, POSITIONS, SHAPES, SIZES, render
 from .diffusion import DDPMScheduler
 from .reader import FOREGROUND
-from .train import optimizer_step
+from .training_utils import optimizer_step
 from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel
 from .vae_training import encode_images
 

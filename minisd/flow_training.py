@@ -26,8 +26,8 @@ from .mmdit import SD3Transformer2DModel
 from .modeling import claim_folder, save_whole
 from .sd3_pipeline import CLIPTextModelWithProjection, StableDiffusion3Pipeline
 from .tokenizer import CLIPTokenizer
-from .train import (STATE_NAME, TrainConfig, config_for, load_training_state, optimizer_step,
-                          save_training_state, train_vae_stage)
+from .train import TrainConfig, config_for, train_vae_stage
+from .training_utils import STATE_NAME, load_training_state, optimizer_step, save_training_state
 from .vae import AutoencoderKL
 from .vae_training import encode_images
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from minisd import data, reader
+from minisd import data, own_data, reader
 from minisd.core import PROFILES
 
 SMALL = dict(image_size=32, n_train=600, n_test=200, n_heldout=150)
@@ -122,11 +122,11 @@ def test_load_captioned_from_local_parquet(tmp_path, splits):
     Dataset.from_dict({"img": small["image"], "text": small["caption"], "extra": list(range(5))}).to_parquet(
         str(tmp_path / "part.parquet"))
     for path in (tmp_path / "part.parquet", tmp_path):
-        ds = data.load_captioned(path, image_column="img", caption_column="text")
+        ds = own_data.load_captioned(path, image_column="img", caption_column="text")
         assert ds["caption"] == small["caption"]
         assert torch.equal(data.images_to_tensor(ds), data.images_to_tensor(small))
     with pytest.raises(ValueError, match="caption_column='caption' is not a column"):
-        data.load_captioned(tmp_path / "part.parquet", image_column="img")
+        own_data.load_captioned(tmp_path / "part.parquet", image_column="img")
 
 
 def test_load_captioned_from_image_folder(tmp_path):
@@ -137,7 +137,7 @@ def test_load_captioned_from_image_folder(tmp_path):
         Image.new("RGB", (40, 24), data.COLOURS[colour]).save(folder / f"{i}.png")
         lines.append(f"{i}.png,a {colour} rectangle")
     (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
-    ds = data.load_captioned(folder, caption_column="text")
+    ds = own_data.load_captioned(folder, caption_column="text")
     assert sorted(ds["caption"]) == ["a blue rectangle", "a red rectangle", "a white rectangle"]
     x = data.images_to_tensor(ds, image_size=16)  # centre-cropped and resized
     assert x.shape == (3, 3, 16, 16)

@@ -15,7 +15,7 @@ from minisd import flow_training as F
 from minisd.data import make_captioned_shapes
 from minisd.flow import FlowMatchEulerDiscreteScheduler
 from minisd.sd3_pipeline import StableDiffusion3Pipeline
-from minisd.train import STATE_NAME
+from minisd.training_utils import STATE_NAME
 
 SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 PROMPTS = ["a red circle in the top left", "a small blue square in the center"]

@@ -1,4 +1,4 @@
-"""Your own captioned images (chapter 00b's `captioned_splits`, `python -m minisd train --dataset PATH`).
+"""Your own captioned images (chapter 08d's `captioned_splits`, `python -m minisd train --dataset PATH`).
 
 The test writes small datasets in the three file forms (an image folder with metadata.jsonl, a CSV
 of file names, a parquet file of image bytes), reads them, checks the one-line errors, and trains
@@ -13,7 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from minisd.__main__ import main
-from minisd.data import captioned_splits, images_to_tensor
+from minisd.data import images_to_tensor
+from minisd.own_data import captioned_splits
 
 COLOURS = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (40, 60, 240)}
 N = 12

@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+import minisd.concept as C
 import minisd.personalise as P
 from minisd.data import COLOURS, POSITIONS, SHAPES, SIZES, render
 from minisd.pipeline import StableDiffusionPipeline
@@ -61,16 +62,16 @@ def test_reader_reads_the_new_colour_and_the_old_ones():
     n = 300
     shapes, sizes, positions = (rng.choice(v, n).tolist() for v in (SHAPES, SIZES, POSITIONS))
     for colours in (["orange"] * n, rng.choice(list(COLOURS), n).tolist()):
-        seen = P.read_attributes_extended(P.render_concept(shapes, colours, sizes, positions, 32, seed=1))
+        seen = C.read_attributes_extended(C.render_concept(shapes, colours, sizes, positions, 32, seed=1))
         hits = sum(s == dict(shape=a, colour=c, size=z, position=p)
                    for s, a, c, z, p in zip(seen, shapes, colours, sizes, positions))
         assert hits >= 0.99 * n
     old = render(["circle"], ["red"], ["large"], ["center"], 32, seed=3)
-    assert np.array_equal(P.render_concept(["circle"], ["red"], ["large"], ["center"], 32, seed=3), old)
+    assert np.array_equal(C.render_concept(["circle"], ["red"], ["large"], ["center"], 32, seed=3), old)
     with pytest.raises(ValueError, match="unknown colour"):
-        P.render_concept(["circle"], ["mauve"], ["large"], ["center"])
-    assert P.parse_caption_extended("a <orange> circle in the center")["colour"] == "orange"
-    blank = P.read_attributes_extended(torch.zeros(1, 3, 32, 32))[0]
+        C.render_concept(["circle"], ["mauve"], ["large"], ["center"])
+    assert C.parse_caption_extended("a <orange> circle in the center")["colour"] == "orange"
+    blank = C.read_attributes_extended(torch.zeros(1, 3, 32, 32))[0]
     assert set(blank.values()) == {"none"}
 
 

@@ -8,7 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from minisd import train as T
+from minisd import training_utils
 from minisd.data import images_to_tensor, make_captioned_shapes
+from minisd.training_utils import lr_at
 
 SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 
@@ -53,7 +55,7 @@ def test_checkpoint_is_written_atomically(tiny_parts, tmp_path, monkeypatch):
     def crash(tensors, path, metadata=None):  # the disk fills up half-way through the next checkpoint
         path.write_bytes(b"half a checkpoint")
         raise OSError("disk full")
-    monkeypatch.setattr(T, "save_file", crash)
+    monkeypatch.setattr(training_utils, "save_file", crash)  # where checkpoints are written
     with pytest.raises(OSError, match="disk full"):
         _unet_run(tiny_parts, tmp_path, resume=True)
     assert (tmp_path / T.STATE_NAME).read_bytes() == before  # the last good checkpoint is untouched
@@ -98,7 +100,7 @@ def test_bf16_autocast_path_runs_on_cpu(tiny_parts, tmp_path):
 
 def test_lr_schedule_warms_up_then_decays():
     cfg = T.config_for("cpu")
-    lrs = [T.lr_at(s, cfg) for s in range(cfg.unet_steps)]
+    lrs = [lr_at(s, cfg) for s in range(cfg.unet_steps)]
     assert lrs[0] == pytest.approx(cfg.unet_lr / cfg.warmup)
     assert max(lrs) == pytest.approx(cfg.unet_lr, rel=1e-3)
     assert lrs[-1] == pytest.approx(cfg.unet_lr * 0.1, rel=1e-2)

@@ -1,0 +1,200 @@
+"""The command line's train, sample, eval, demo and bench commands (chapters 08a to 11d), for `minisd.__main__`.
+
+Hand-written (not exported from a notebook); a command's errors are exceptions with a one-line message.
+"""
+# Keep the docstring to three lines: a longer one makes nbdev-export list this module in __init__.py's docstring.
+
+import json
+import os
+from pathlib import Path
+
+
+def load_pipeline(folder, scheduler=None):
+    "A trained pipeline, or a one-line error naming the folder and what is wrong with it."
+    from minisd.pipeline import StableDiffusionPipeline
+
+    try:
+        return StableDiffusionPipeline.from_pretrained(folder, scheduler=scheduler)
+    except FileNotFoundError as e:  # no pipeline there, or part of one missing: from_pretrained names the file
+        raise FileNotFoundError(f"{e}; train one with `python -m minisd train --out {folder}`") from None
+    except Exception as e:  # corrupt files: say which folder, keep the cause
+        raise ValueError(f"checkpoint {folder} could not be read ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+
+
+def _shapes(args, cfg):
+    "The embedded captioned shapes (chapter 00b) at the profile's size."
+    from minisd.data import load_captioned_shapes
+
+    return load_captioned_shapes(cfg.profile, seed=cfg.seed), cfg
+
+
+def _scenes(args, cfg):
+    "Chapter 10a's scenes (64x64, one to four shapes) with chapter 10c's recipe for them."
+    from minisd.scene_training import scenes_config
+    from minisd.scenes import load_scenes
+
+    cfg = scenes_config(cfg.profile, seed=cfg.seed)
+    return load_scenes(cfg.profile, seed=cfg.seed), cfg
+
+
+# `train --dataset NAME`: the built-in datasets, each a function (args, cfg) -> (splits, cfg), since a dataset
+# may need its own config. Any other --dataset is a path or a hub id, read by `_own_data`.
+DATASETS = {"shapes": _shapes, "scenes": _scenes}
+
+
+def _own_data(args, cfg):
+    "Captioned images of your own, cropped and resized to the profile's size, with a fixed test split held out."
+    from dataclasses import replace
+
+    from minisd.core import get_profile
+    from minisd.own_data import captioned_splits
+
+    splits = captioned_splits(args.dataset, get_profile(cfg.profile).image_size, args.image_column,
+                              args.caption_column, seed=cfg.seed)
+    # the mini CLIP's positives: captions parse_caption cannot read match by their text, not by their meaning
+    return splits, replace(cfg, clip={**cfg.clip, "positives": "caption"})
+
+
+def train_command(args):
+    "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
+    from minisd import train
+
+    if args.model == "mmdit":
+        return _train_mmdit(args)
+    device = train.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
+    try:
+        cfg = train.config_for(args.profile)
+        with train.main_process_first():  # rank 0 fills the data caches, then the other processes read them
+            splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+        stages = train.STAGES if args.stage == "all" else (args.stage,)
+        _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,
+                                stop_after=args.stop_after)
+        if train.rank() == 0:
+            print(f"trained {', '.join(stages)} into {args.out}")
+            print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+    finally:
+        if train.world_size() > 1:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+
+
+def _train_mmdit(args):
+    "`train --model mmdit`: chapter 11d's VAE, mini CLIP and MMDiT into a StableDiffusion3Pipeline folder, one process."
+    from minisd import flow_training
+
+    if args.stage != "all":
+        raise ValueError(f"--model mmdit trains all stages (--resume keeps finished ones); got --stage {args.stage}")
+    if args.dataset == "scenes":
+        raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--model mmdit trains in one process; run it with python, not torchrun")
+    cfg = flow_training.mmdit_config(args.profile)
+    splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+    _, report = flow_training.train_mmdit(cfg, args.out, resume=args.resume, splits=splits, stop_after=args.stop_after)
+    print(f"trained vae, text, transformer into {args.out}")
+    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+
+
+def sample_command(args):
+    "The `sample` command: a captioned PNG grid from a Stable Diffusion folder, or from an SD3 one."
+    import torch
+
+    from minisd.core import image_grid
+
+    if _pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
+        return _sample_sd3(args)
+    pipe = load_pipeline(args.checkpoint, args.scheduler)
+    generator = torch.Generator().manual_seed(args.seed)
+    images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator,
+                  height=args.height, width=args.width, guidance_rescale=args.guidance_rescale)
+    image_grid(images, captions=args.prompt, path=args.out, show=False)
+    print(f"wrote {len(args.prompt)} image(s) to {args.out}")
+
+
+def eval_command(args):
+    "The `eval` command: prompt adherence on the test and held-out prompts, written as a JSON report."
+    from minisd import evaluate
+    from minisd.core import get_profile
+    from minisd.data import load_captioned_shapes
+
+    pipe = load_pipeline(args.checkpoint)
+    splits = load_captioned_shapes(get_profile(args.profile))
+    report = evaluate.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed, args.scheduler)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+def demo_command(args):
+    "The `demo` command: train all stages, then sample, evaluate and sweep (chapter 08c's main job)."
+    from minisd import evaluate
+
+    report = evaluate.demo(args.out, profile=args.profile, resume=args.resume)
+    ev = report["eval"]
+    print(f"done in {report['total_seconds']:.0f} s; adherence (all attributes) test {ev['test']['all']:.1%}, "
+          f"held-out {ev['heldout']['all']:.1%}; see {args.out}/")
+
+
+def _sample_sd3(args):
+    "`sample` on a StableDiffusion3Pipeline folder: rectified flow's Euler sampler, the folder's T5 length."
+    import torch
+
+    from minisd.core import image_grid
+    from minisd.flow_training import trained_max_sequence_length
+    from minisd.sd3_pipeline import StableDiffusion3Pipeline
+
+    if args.scheduler not in ("ddim", "euler"):  # ddim is the default: it stands for the folder's own sampler
+        raise ValueError(f"an SD3 folder samples with its FlowMatchEulerDiscreteScheduler; --scheduler "
+                         f"{args.scheduler} does not apply")
+    if args.guidance_rescale:
+        raise ValueError("--guidance-rescale is not supported for SD3 folders")
+    try:
+        pipe = StableDiffusion3Pipeline.from_pretrained(args.checkpoint)
+    except Exception as e:
+        raise ValueError(f"checkpoint {args.checkpoint} could not be read ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                  generator=torch.Generator().manual_seed(args.seed), height=args.height, width=args.width,
+                  max_sequence_length=trained_max_sequence_length(args.checkpoint))
+    image_grid(images, captions=args.prompt, path=args.out, show=False)
+    print(f"wrote {len(args.prompt)} image(s) to {args.out}")
+
+
+def _pipeline_class(folder):
+    "The `_class_name` in a folder's model_index.json, or None when it cannot be read."
+    try:
+        return json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def bench_command(args):
+    "The `bench` command: run the benchmark, print the scores and a leaderboard row, write the report."
+    from minisd import scene_benchmark
+    from minisd.core import get_profile
+
+    profile = get_profile(args.profile)
+    command = f"python -m minisd bench {args.checkpoint} --profile {profile.name}"
+    if args.checkpoint == "real":
+        generate = "real"
+    else:
+        pipe = load_pipeline(Path(args.checkpoint))
+        generate = scene_benchmark.pipeline_generator(pipe, args.steps, args.guidance, args.scheduler)
+        command += f" --steps {args.steps} --guidance {args.guidance:g} --scheduler {args.scheduler}"
+    for flag, value in (("--images-per-prompt", args.images_per_prompt), ("--prompts-per-task", args.prompts_per_task)):
+        if value is not None:
+            command += f" {flag} {value}"
+    report = scene_benchmark.run_benchmark(generate, profile, args.prompts_per_task, args.images_per_prompt)
+    row = scene_benchmark.leaderboard_row(report, args.name or str(args.checkpoint), command)
+    report |= {"command": command, "checkpoint": str(args.checkpoint), "row": row}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print("\n".join(scene_benchmark.format_report(report)))
+    print(f"wrote {args.out}; leaderboard row:\n{row}")
+    if args.leaderboard is not None:
+        if not args.leaderboard.exists():
+            args.leaderboard.write_text(scene_benchmark.LEADERBOARD_HEADER + "\n")
+        with args.leaderboard.open("a") as f:
+            f.write(row + "\n")
+        print(f"appended the row to {args.leaderboard}")
