@@ -57,14 +57,14 @@ def _own_data(args, cfg):
 
 def train_command(args):
     "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
-    from minisd import train
+    from minisd import train, training_utils
 
     if args.model == "mmdit":
         return _train_mmdit(args)
-    device = train.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
+    device = training_utils.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
     try:
         cfg = train.config_for(args.profile)
-        with train.main_process_first():  # rank 0 fills the data caches, then the other processes read them
+        with training_utils.main_process_first():  # rank 0 fills the data caches, then the other processes read them
             splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
         stages = train.STAGES if args.stage == "all" else (args.stage,)
         _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,

@@ -27,8 +27,8 @@ from .pipeline import StableDiffusionPipeline
 from .sampling import DDIMScheduler
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
-from .training_utils import (  # noqa: F401 (init_distributed: the CLI calls train.init_distributed)
-    STATE_NAME, average_over_processes, barrier, computed_once, init_distributed, load_training_state,
+from .training_utils import (
+    STATE_NAME, average_over_processes, barrier, computed_once, load_training_state,
     main_process_first, mixed_precision_autocast, optimizer_step, random_crops, rank, save_training_state,
     world_size, wrap_for_processes)
 from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel

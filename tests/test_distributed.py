@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from minisd import train as T
 from datasets import load_from_disk
 from minisd.data import make_captioned_shapes
+from minisd.training_utils import init_distributed
 
 SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 STEPS, CUT = 6, 3  # UNet steps; the interrupted run stops after CUT
@@ -59,7 +60,7 @@ def _worker(rank, world, port, base, jobs, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), MINISD_DEVICE="cpu")
     torch.set_num_threads(1)
-    T.init_distributed()
+    init_distributed()
     writes = _writes_of_this_process(base) if rank else []
     splits = load_from_disk(str(Path(base) / "splits"))
     steps = [T.train(_cfg(), Path(base) / name, device="cpu", splits=splits, progress=False, **kwargs)[1]["unet_steps"]
