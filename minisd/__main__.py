@@ -62,6 +62,36 @@ def _sampling_options(p):
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
 
 
+def _finite(text):
+    "An argparse type: any finite number."
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _recipe_options(p):
+    "`train`'s recipe flags (chapter 08b_recipes), each a TrainConfig field; left out, the profile's value holds."
+    g = p.add_argument_group("training recipe (--model unet; see chapter 08b_recipes)")
+    g.add_argument("--prediction-type", choices=("epsilon", "v_prediction", "sample"),
+                   help="the UNet's target: eps, v or x_0 (default: the profile's, epsilon)")
+    g.add_argument("--zero-terminal-snr", action="store_true", default=None,
+                   help="rescale the schedule to SNR 0 at t = T and sample with trailing steps (Lin et al. 2024); "
+                        "needs --prediction-type v_prediction or sample")
+    g.add_argument("--min-snr-gamma", type=_non_negative, metavar="G",
+                   help="min-SNR-gamma loss weighting (Hang et al. 2023; the paper uses 5); 0: off")
+    g.add_argument("--timestep-sampling", choices=("uniform", "logit_normal", "mode"),
+                   help="how training draws t (default: the profile's, uniform)")
+    g.add_argument("--logit-mean", type=_finite, help="logit_normal's mean (default 0)")
+    g.add_argument("--logit-std", type=_finite, help="logit_normal's std, > 0 (default 1)")
+    g.add_argument("--mode-scale", type=_finite, help="the mode density's scale, in [-1, 1.75] (default 1.29)")
+    g.add_argument("--offset-noise", type=_non_negative, metavar="S",
+                   help="offset noise: eps + S N(0, 1) per sample and channel (Guttenberg 2023); 0: off")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
@@ -90,6 +120,7 @@ def build_parser():
                    help="unet: Stable Diffusion 1's UNet and DDPM (chapter 08b); mmdit: SD3's transformer and "
                         "rectified flow, saved as a StableDiffusion3Pipeline folder (chapter 11d; --stage all only) "
                         "(default: %(default)s)")
+    _recipe_options(p)
 
     p = sub.add_parser("sample", help="generate a captioned grid of images from prompts",
                        description="Sample images from a trained checkpoint and save them as a PNG grid.")

@@ -55,17 +55,41 @@ def _own_data(args, cfg):
     return splits, replace(cfg, clip={**cfg.clip, "positives": "caption"})
 
 
+def recipe_overrides(args, cfg):
+    """The recipe fields that `train`'s flags set (those given), checked against `cfg`: a one-line ValueError if bad.
+
+    A density parameter without its density (e.g. --logit-std with uniform timesteps) is refused, not ignored.
+    """
+    from minisd.recipes import RECIPE_DEFAULTS, check_recipe, recipe_of
+
+    given = {k: getattr(args, k) for k in RECIPE_DEFAULTS if getattr(args, k, None) is not None}
+    recipe = {**recipe_of(cfg), **given}
+    for flag, density in (("logit_mean", "logit_normal"), ("logit_std", "logit_normal"), ("mode_scale", "mode")):
+        if flag in given and recipe["timestep_sampling"] != density:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to --timestep-sampling {density}; "
+                             f"timestep_sampling is {recipe['timestep_sampling']!r}")
+    try:
+        check_recipe(recipe)
+    except ValueError as e:  # name the flags as well as the fields
+        raise ValueError(f"{e} (flags: --{'/--'.join(k.replace('_', '-') for k in given) or 'none'})") from None
+    return given
+
+
 def train_command(args):
     "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
+    from dataclasses import replace
+
     from minisd import train, training_utils
 
     if args.model == "mmdit":
         return _train_mmdit(args)
+    recipe_overrides(args, train.config_for(args.profile))  # bad flags fail before any work
     device = training_utils.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
     try:
         cfg = train.config_for(args.profile)
         with training_utils.main_process_first():  # rank 0 fills the data caches, then the other processes read them
             splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+        cfg = replace(cfg, **recipe_overrides(args, cfg))  # after the dataset, whose config (scenes) may differ
         stages = train.STAGES if args.stage == "all" else (args.stage,)
         _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,
                                 stop_after=args.stop_after)
@@ -85,6 +109,12 @@ def _train_mmdit(args):
 
     if args.stage != "all":
         raise ValueError(f"--model mmdit trains all stages (--resume keeps finished ones); got --stage {args.stage}")
+    from minisd.recipes import RECIPE_DEFAULTS
+
+    given = [k.replace("_", "-") for k in RECIPE_DEFAULTS if getattr(args, k, None) is not None]
+    if given:
+        raise ValueError(f"--{', --'.join(given)}: the recipe flags are for --model unet (DDPM); --model mmdit "
+                         "trains rectified flow with chapter 11d's recipe")
     if args.dataset == "scenes":
         raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['OPPOSITE', 'inpainting_unet_from', 'random_objects', 'object_map', 'edit_scenes', 'inpainting_inputs',
-           'train_inpainting', 'train_edit_model', 'psnr_outside', 'seam_band', 'iou', 'what_caption',
-           'controlnet_from', 'train_controlnet']
+           'train_inpainting', 'finetune_decoder', 'psnr_outside', 'seam_band', 'iou', 'train_edit_model',
+           'what_caption', 'controlnet_from', 'train_controlnet']
 
 # %% ../chapters/12c_edit_training.ipynb #46d3c5c8
 import copy
@@ -21,7 +21,7 @@ from .diffusion import DDPMScheduler
 from .reader import FOREGROUND
 from .training_utils import optimizer_step
 from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel
-from .vae_training import encode_images
+from .vae_training import encode_images, train_vae
 
 # %% ../chapters/12c_edit_training.ipynb #fdf6d706
 def inpainting_unet_from(unet, extra_channels=5):
@@ -104,6 +104,39 @@ def train_inpainting(unet, latents, mask, masked_image_latents, states, empty, c
     return train_edit_model(unet, predict, latents, states, empty, cfg, {"mask": mask, "masked": masked_image_latents},
                             progress, desc="train inpainting UNet")
 
+# %% ../chapters/12c_edit_training.ipynb #2c116deb
+def finetune_decoder(vae, images, steps=400, batch_size=32, lr=5e-4, progress=True):
+    """Fine-tune `vae`'s decoder (and post_quant_conv) on `images` (N, 3, H, W) in [0, 1], the encoder frozen.
+
+    The encoder and quant_conv do not change, so every latent stays what it was and a UNet trained on
+    them still fits (Stability AI's sd-vae-ft-mse did the same). Chapter 02b's `train_vae` loop: its KL
+    term depends only on the frozen encoder, so only the reconstruction error trains the decoder.
+    Returns the loss history; the encoder's parameters are left frozen, the decoder's trainable.
+    """
+    vae.encoder.requires_grad_(False)
+    if vae.quant_conv is not None:
+        vae.quant_conv.requires_grad_(False)
+    return train_vae(vae, images, steps=steps, batch_size=batch_size, lr=lr, progress=progress)
+
+# %% ../chapters/12c_edit_training.ipynb #7e81e209
+def psnr_outside(a, b, mask):
+    "PSNR (dB) between images a and b in [0, 1] over the pixels where `mask` (N, 1, H, W) is 0: one value per image."
+    keep = (1 - mask).expand_as(a)
+    mse = (((a - b) ** 2) * keep).sum((1, 2, 3)) / keep.sum((1, 2, 3)).clamp_min(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def seam_band(mask, width=2):
+    "The `width` pixels just outside the mask (N, 1, H, W): where a seam between kept and repainted shows."
+    grown = F.max_pool2d(mask, 2 * width + 1, stride=1, padding=width)
+    return grown - mask
+
+
+def iou(a, b):
+    "Intersection over union of two (N, 1, H, W) masks of 0 and 1: one value per image (1 when both are empty)."
+    inter, union = (a * b).sum((1, 2, 3)), torch.maximum(a, b).sum((1, 2, 3))
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
 # %% ../chapters/12c_edit_training.ipynb #7e283b5f
 def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, progress=True, desc="train"):
     """Chapter 08's UNet stage for a model that reads more than (z_t, t, text): returns (EMA model, losses).
@@ -137,25 +170,6 @@ def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, p
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
     model.eval()
     return ema.eval(), losses
-
-# %% ../chapters/12c_edit_training.ipynb #7e81e209
-def psnr_outside(a, b, mask):
-    "PSNR (dB) between images a and b in [0, 1] over the pixels where `mask` (N, 1, H, W) is 0: one value per image."
-    keep = (1 - mask).expand_as(a)
-    mse = (((a - b) ** 2) * keep).sum((1, 2, 3)) / keep.sum((1, 2, 3)).clamp_min(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
-
-
-def seam_band(mask, width=2):
-    "The `width` pixels just outside the mask (N, 1, H, W): where a seam between kept and repainted shows."
-    grown = F.max_pool2d(mask, 2 * width + 1, stride=1, padding=width)
-    return grown - mask
-
-
-def iou(a, b):
-    "Intersection over union of two (N, 1, H, W) masks of 0 and 1: one value per image (1 when both are empty)."
-    inter, union = (a * b).sum((1, 2, 3)), torch.maximum(a, b).sum((1, 2, 3))
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 # %% ../chapters/12c_edit_training.ipynb #56510667
 def what_caption(attributes):

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import torch
 
-from minisd.edit_training import (controlnet_from, edit_scenes, inpainting_inputs, inpainting_unet_from, iou,
-                                  object_map, random_objects, seam_band, train_controlnet, train_inpainting)
+from minisd.edit_training import (controlnet_from, edit_scenes, finetune_decoder, inpainting_inputs, inpainting_unet_from,
+                                  iou, object_map, random_objects, seam_band, train_controlnet, train_inpainting)
 from minisd.train import config_for
 from test_pipeline import minisd_pipeline
 
@@ -23,6 +23,23 @@ def _setup(n=8):
         states = pipe.encode_prompt([f"a {a['colour']} {a['shape']}" for a in objects])
         empty = pipe.encode_prompt([""])
     return pipe, scenes, masks, states, empty
+
+
+def test_finetune_decoder_trains_the_decoder_and_keeps_every_latent():
+    pipe, scenes, *_ = _setup()
+    vae = pipe.vae
+    encoder = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    quant = vae.quant_conv.weight.clone()
+    decoder = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    with torch.no_grad():
+        latents = vae.encode(scenes * 2 - 1).mode()
+    history = finetune_decoder(vae, scenes, steps=3, batch_size=4, progress=False)
+    assert len(history["loss"]) == 3
+    assert all(torch.equal(v, vae.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert torch.equal(quant, vae.quant_conv.weight)
+    assert any(not torch.equal(v, vae.decoder.state_dict()[k]) for k, v in decoder.items())
+    with torch.no_grad():
+        torch.testing.assert_close(vae.encode(scenes * 2 - 1).mode(), latents)
 
 
 def test_nine_channel_init_reproduces_the_four_channel_unet():

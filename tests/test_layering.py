@@ -19,6 +19,7 @@ LAYERS = [
     {"own_data"},
     {"sampling", "edm", "guidance", "text_encoder", "clip", "cvae", "unet"},
     {"pipeline"},
+    {"recipes"},
     {"training_utils"},
     {"train"},
     {"evaluate"},

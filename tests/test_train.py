@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from minisd import train as T
 from minisd import training_utils
 from minisd.data import images_to_tensor, make_captioned_shapes
+from minisd.recipes import fold_latent_stats
 from minisd.training_utils import lr_at
 
 SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
@@ -128,7 +129,7 @@ def test_fold_latent_stats_standardises_each_channel_and_decodes_the_same(tiny_p
     images = images_to_tensor(splits["train"])
     before = encode_images(vae, images)
     recon = decode_latents(vae, before)
-    mean, std = T.fold_latent_stats(vae, before)
+    mean, std = fold_latent_stats(vae, before)
     torch.testing.assert_close(mean, before.mean((0, 2, 3)))
     after = encode_images(vae, images)
     torch.testing.assert_close(after, (before - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1), atol=1e-5, rtol=1e-4)
@@ -141,7 +142,7 @@ def test_fold_latent_stats_standardises_each_channel_and_decodes_the_same(tiny_p
                                atol=1e-4, rtol=1e-4)
     assert vae.config.scaling_factor == 1.0
     with pytest.raises(ValueError, match="latents must be"):
-        T.fold_latent_stats(vae, before[:, :3])
+        fold_latent_stats(vae, before[:, :3])
 
 
 def test_standardise_latents_flag_changes_only_the_latent_statistics():
