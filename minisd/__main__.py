@@ -19,15 +19,21 @@ from minisd.cli_train import DATASETS, bench_command, demo_command, eval_command
 SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "euler", "euler_a", "heun")
 
 
+def _finite_value(cast, text, what):
+    "`cast(text)`, refused with a clear argparse message when it does not parse or is not finite."
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _at_least(cast, minimum, what):
     "An argparse type: `cast(text)`, refused with a clear message when not finite or below `minimum`."
     def parse(text):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} >= {minimum}, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        value = _finite_value(cast, text, f"{what} >= {minimum}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
@@ -64,13 +70,7 @@ def _sampling_options(p):
 
 def _finite(text):
     "An argparse type: any finite number."
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+    return _finite_value(float, text, "a number")
 
 
 def _recipe_options(p):

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm.auto import tqdm
 
-from .personalise import finetune, inject_lora
+from .personalise import LORA_TARGETS, finetune, inject_lora
 
 # %% ../chapters/13b_dreambooth.ipynb #97c6b879
 IDENTIFIER = "sks"  # the rare word of diffusers' DreamBooth examples ("a photo of sks dog")
@@ -64,13 +64,18 @@ def generate_class_images(pipe, prompts, num_inference_steps, guidance_scale, se
 
 # %% ../chapters/13b_dreambooth.ipynb #6f85b101
 def train_dreambooth(pipe, images, captions, class_images=None, class_captions=None, rank=None,
-                     prior_loss_weight=1.0, steps=300, lr=None, batch_size=8, seed=0, progress=True):
+                     prior_loss_weight=1.0, steps=300, lr=None, batch_size=8, seed=0, progress=True,
+                     targets=LORA_TARGETS):
     """DreamBooth on `pipe` in place: LoRA adapters of `rank` on the UNet's attention (LoRA-DreamBooth), or with
     `rank=None` the whole UNet; with `class_images` the prior-preservation loss. lr defaults to 3e-3 for LoRA,
-    1e-4 for the whole UNet. Returns (losses, numbers trained)."""
+    1e-4 for the whole UNet. `targets`: the projections LoRA wraps (diffusers' four by default; e.g.
+    ("attn2.to_k", "attn2.to_v") for the cross-attention's keys and values alone). The adapters start from `seed`
+    too, so a run does not depend on the global random state. Returns (losses, numbers trained)."""
     pipe.text_encoder.requires_grad_(False)
     if rank is not None:
-        inject_lora(pipe.unet, r=rank, lora_alpha=rank)
+        with torch.random.fork_rng():  # the adapters' random A from `seed`, not from whatever ran before
+            torch.manual_seed(seed)
+            inject_lora(pipe.unet, r=rank, lora_alpha=rank, targets=targets)
     else:
         pipe.unet.requires_grad_(True)
     parameters = [p for p in pipe.unet.parameters() if p.requires_grad]

@@ -141,3 +141,14 @@ def test_finetune_command_runs(folder, tmp_path, capsys, method):  # noqa: F811
         assert not torch.equal(_unet_out(full.unet), _unet_out(again.unet))
     else:
         assert P.load_lora_weights(again.unet, out) and len(P.lora_layers(again.unet)) == 32
+
+
+def test_lora_dreambooth_starts_from_its_seed_whatever_ran_before(folder):  # noqa: F811
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # what earlier cells left in the global generator
+        pipe = StableDiffusionPipeline.from_pretrained(folder)
+        D.train_dreambooth(pipe, _pictures(2), ["a sks circle"] * 2, rank=2, steps=1, batch_size=2, progress=False)
+        runs.append({k: v.clone() for k, v in pipe.unet.state_dict().items() if "lora" in k})
+    assert runs[0].keys() == runs[1].keys() and len(runs[0]) > 0
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

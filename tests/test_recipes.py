@@ -9,17 +9,23 @@ import torch
 
 from minisd import recipes as R
 from minisd import train as T
-from minisd.data import make_captioned_shapes
 from minisd.diffusion import DDPMScheduler, predict_original
 from minisd.modeling import save_whole
 from minisd.unet import SD_NOISE_SCHEDULE
+from test_train import _unet_run, make_tiny_parts
 
-SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 # The default run's six UNet losses, recorded before the recipe flags existed (commit de2eb02): the tiny_parts
-# fixture below (as tests/test_train.py's), train_unet_stage with unet_steps=6, unet_batch=4, on the CPU under
+# fixture below (tests/test_train.py's tiny run), train_unet_stage with unet_steps=6, unet_batch=4, on the CPU under
 # `taskset -c 1 env OMP_NUM_THREADS=1`. Other thread counts change the last bits (about 1e-7), hence rel=1e-6.
 DEFAULT_LOSSES = [1.1554597616195679, 1.0860190391540527, 0.9878025650978088, 0.9688720107078552,
                   0.9111342430114746, 1.042128562927246]
+
+
+@pytest.fixture(scope="module")
+def tiny_parts():
+    return make_tiny_parts()
+
+
 ON = dict(prediction_type={"prediction_type": "v_prediction"},
           zero_terminal_snr={"prediction_type": "v_prediction", "zero_terminal_snr": True},
           min_snr_gamma={"min_snr_gamma": 5.0}, timestep_sampling={"timestep_sampling": "logit_normal"},
@@ -146,21 +152,6 @@ def test_recipe_scheduler_config():
     assert DDPMScheduler(**SD_NOISE_SCHEDULE, **R.recipe_scheduler_config(v)).alphas_cumprod[-1] == 0
 
 
-@pytest.fixture(scope="module")
-def tiny_parts():
-    "A VAE and a text encoder trained for a few steps, exactly as tests/test_train.py's fixture."
-    splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
-    cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=6, unet_batch=4, checkpoint_every=2,
-                       warmup=2)
-    vae, _ = T.train_vae_stage(cfg, splits, "cpu", progress=False)
-    text_encoder, tokenizer, _ = T.train_text_stage(cfg, splits, "cpu", progress=False)
-    return cfg, splits, vae, text_encoder, tokenizer
-
-
-def _unet_run(tiny_parts, folder, stop_after=None, resume=False, **overrides):
-    cfg, splits, vae, text_encoder, tokenizer = tiny_parts
-    return T.train_unet_stage(T.replace(cfg, **overrides), vae, text_encoder, tokenizer, splits["train"], folder, "cpu",
-                              resume=resume, stop_after=stop_after, progress=False)
 
 
 def test_the_default_recipe_trains_as_before(tiny_parts, tmp_path):

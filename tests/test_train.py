@@ -16,8 +16,7 @@ from minisd.training_utils import lr_at
 SPLITS_SMALL = dict(image_size=32, n_train=64, n_test=8, n_heldout=8)
 
 
-@pytest.fixture(scope="module")
-def tiny_parts(tmp_path_factory):
+def make_tiny_parts():
     "A VAE and a text encoder trained for a few steps: enough to test the UNet stage quickly."
     splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
     cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=6, unet_batch=4, checkpoint_every=2,
@@ -25,6 +24,11 @@ def tiny_parts(tmp_path_factory):
     vae, _ = T.train_vae_stage(cfg, splits, "cpu", progress=False)
     text_encoder, tokenizer, _ = T.train_text_stage(cfg, splits, "cpu", progress=False)
     return cfg, splits, vae, text_encoder, tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_parts():
+    return make_tiny_parts()
 
 
 def _unet_run(tiny_parts, folder, stop_after=None, resume=False, **overrides):
