@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import torch
 
-from minisd.edit_training import (controlnet_from, edit_scenes, finetune_decoder, inpainting_inputs, inpainting_unet_from,
-                                  iou, object_map, random_objects, seam_band, train_controlnet, train_inpainting)
+from minisd.edit_training import (controlnet_from, edit_scenes, finetune_decoder, inpainting_inputs,
+                                  inpainting_unet_from, iou, object_map, random_objects, seam_band, train_controlnet,
+                                  train_inpainting)
 from minisd.train import config_for
 from test_pipeline import minisd_pipeline
 
