@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from .clip import train_mini_clip
 from .core import get_device, get_profile, seed_everything
 from .data import images_to_tensor, load_captioned_shapes
-from .flow import FlowMatchEulerDiscreteScheduler, compute_density_for_timestep_sampling
+from .flow import FlowMatchEulerDiscreteScheduler
 from .mmdit import SD3Transformer2DModel
 from .modeling import claim_folder, save_whole
+from .recipes import compute_density_for_timestep_sampling, timesteps_from_u
 from .sd3_pipeline import CLIPTextModelWithProjection, StableDiffusion3Pipeline
 from .tokenizer import CLIPTokenizer
 from .train import TrainConfig, config_for, train_vae_stage
@@ -52,7 +53,7 @@ def sample_training_times(scheduler, batch_size, weighting_scheme="logit_normal"
     """
     u = compute_density_for_timestep_sampling(weighting_scheme, batch_size, logit_mean, logit_std, mode_scale,
                                               generator=generator)
-    i = (u * scheduler.config.num_train_timesteps).long().clamp(max=len(scheduler.sigmas) - 1)
+    i = timesteps_from_u(u, scheduler.config.num_train_timesteps).clamp(max=len(scheduler.sigmas) - 1)
     return scheduler.timesteps[i], scheduler.sigmas[i]
 
 # %% ../chapters/11d_flow_training.ipynb #16f6916f
