@@ -116,6 +116,9 @@ def build_parser():
     p.add_argument("--caption-column", default="text", help="your dataset's caption column (default: %(default)s)")
     p.add_argument("--stop-after", type=_positive_int, metavar="STEPS",
                    help="end the UNet stage after this many steps (continue later with --resume)")
+    p.add_argument("--init-from", type=Path, metavar="FOLDER",
+                   help="fine-tune this pipeline folder rather than train from scratch: its text encoder as it is, "
+                        "its VAE and UNet trained on (chapter 10c; with --dataset scenes, 10c's fine-tuning recipe)")
     p.add_argument("--model", choices=("unet", "mmdit"), default="unet",
                    help="unet: Stable Diffusion 1's UNet and DDPM (chapter 08b); mmdit: SD3's transformer and "
                         "rectified flow, saved as a StableDiffusion3Pipeline folder (chapter 11d; --stage all only) "

@@ -33,7 +33,7 @@ def _scenes(args, cfg):
     from minisd.scene_training import scenes_config
     from minisd.scenes import load_scenes
 
-    cfg = scenes_config(cfg.profile, seed=cfg.seed)
+    cfg = scenes_config(cfg.profile, init_from=args.init_from, seed=cfg.seed)
     return load_scenes(cfg.profile, seed=cfg.seed), cfg
 
 
@@ -75,6 +75,13 @@ def recipe_overrides(args, cfg):
     return given
 
 
+def _check_pipeline_folder(folder):
+    "--init-from's folder must hold a whole pipeline: a one-line error naming what is missing."
+    missing = [part for part in ("vae", "text_encoder", "tokenizer", "unet") if not (folder / part).is_dir()]
+    if missing:
+        raise ValueError(f"--init-from {folder}: not a trained pipeline folder (no {', '.join(missing)})")
+
+
 def train_command(args):
     "The `train` command, in one process or in each process that torchrun starts (then rank 0 alone writes and prints)."
     from dataclasses import replace
@@ -84,11 +91,17 @@ def train_command(args):
     if args.model == "mmdit":
         return _train_mmdit(args)
     recipe_overrides(args, train.config_for(args.profile))  # bad flags fail before any work
+    if args.init_from:
+        _check_pipeline_folder(args.init_from)
+        if args.init_from.resolve() == args.out.resolve():
+            raise ValueError(f"--init-from and --out are both {args.out}: fine-tune into another folder")
     device = training_utils.init_distributed()  # under torchrun: join the group; under plain python: nothing happens
     try:
         cfg = train.config_for(args.profile)
         with training_utils.main_process_first():  # rank 0 fills the data caches, then the other processes read them
             splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
+        if args.init_from and not cfg.init_from:  # scenes_config has its own fine-tuning recipe
+            cfg = train.fine_tune_config(cfg, args.init_from)
         cfg = replace(cfg, **recipe_overrides(args, cfg))  # after the dataset, whose config (scenes) may differ
         stages = train.STAGES if args.stage == "all" else (args.stage,)
         _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,
@@ -117,6 +130,8 @@ def _train_mmdit(args):
                          "trains rectified flow with chapter 11d's recipe")
     if args.dataset == "scenes":
         raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
+    if args.init_from:
+        raise ValueError("--init-from fine-tunes a UNet pipeline (--model unet); --model mmdit trains from scratch")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--model mmdit trains in one process; run it with python, not torchrun")
     cfg = flow_training.mmdit_config(args.profile)

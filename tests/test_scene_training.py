@@ -1,11 +1,15 @@
 """Training on the scenes (chapter 10c): the recipe, a tiny end-to-end run that samples 64x64 scenes, and the
 attention-share measure of colour binding."""
 
+import json
+
 import pytest
 import torch
 
 from minisd import scene_training, scenes
 from minisd.scene_benchmark import pipeline_generator
+from minisd.data import make_captioned_shapes
+from minisd.pipeline import StableDiffusionPipeline
 from minisd.train import config_for, train
 
 SMALL = {"train": 64, "test": 36, "test_heldout_pairs": 8, "test_heldout_combos": 8}
@@ -35,6 +39,35 @@ def test_tiny_training_on_scenes_samples_64x64_images(tmp_path):
     assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
 
 
+@pytest.fixture(scope="module")
+def chapter08(tmp_path_factory):
+    "A tiny trained single-object pipeline (32x32 images), in the place of chapter 08's."
+    folder = tmp_path_factory.mktemp("chapter08") / "pipe"
+    cfg = config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=2, unet_batch=4, warmup=1)
+    train(cfg, folder, splits=make_captioned_shapes(image_size=32, n_train=64, n_test=8, n_heldout=8, seed=0),
+          device="cpu", progress=False)
+    return folder
+
+
+def test_the_fine_tuning_recipe_starts_from_chapter_08s_parts(chapter08, tmp_path):
+    base = config_for("quick")
+    cfg = scene_training.scenes_config("quick", init_from=chapter08, vae_steps=2, vae_batch=4, unet_steps=2,
+                                       unet_batch=4)
+    assert cfg.init_from == str(chapter08) and cfg.vae_crop == 32 and not cfg.standardise_latents
+    assert cfg.unet["block_out_channels"] == base.unet["block_out_channels"]  # chapter 08's UNet, not a new one
+    assert cfg.unet["sample_size"] == scenes.SCENE_SIZE // 4 and cfg.vae["sample_size"] == scenes.SCENE_SIZE
+    full = scene_training.scenes_config("cpu", init_from=chapter08)
+    cpu = config_for("cpu")
+    assert (full.vae_lr, full.unet_lr, full.unet_batch) == (cpu.vae_lr / 4, cpu.unet_lr / 2, cpu.unet_batch // 2)
+    pipe, report = train(cfg, tmp_path / "run", splits=scenes.make_scenes(SMALL, seed=0), device="cpu",
+                         progress=False)
+    source = StableDiffusionPipeline.from_pretrained(chapter08)
+    assert pipe.vae.config.scaling_factor == source.vae.config.scaling_factor  # kept: the UNet learned at it
+    assert all(torch.equal(v, source.text_encoder.state_dict()[k]) for k, v in pipe.text_encoder.state_dict().items())
+    images = pipeline_generator(pipe, steps=2)(["a red circle to the left of a blue square"], [0])
+    assert images.shape == (1, 3, 64, 64) and torch.isfinite(images).all()
+
+
 def test_attention_share_compares_per_pixel_means():
     m = torch.zeros(16, 16)
     m[0:4, 0:4] = 1.0
@@ -59,7 +92,6 @@ def _tiny_scenes_config(profile, **overrides):
 
 def test_train_command_takes_the_scenes(tmp_path, monkeypatch):
     from minisd.__main__ import main
-    from minisd.pipeline import StableDiffusionPipeline
 
     monkeypatch.setenv("MINISD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(scenes.SPLIT_SIZES, "quick", SMALL)
@@ -67,3 +99,21 @@ def test_train_command_takes_the_scenes(tmp_path, monkeypatch):
     assert main(["train", "--profile", "quick", "--dataset", "scenes", "--out", str(tmp_path / "run")]) == 0
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "run")
     assert pipe.unet.config.sample_size == 16 and pipe.vae.config.sample_size == 64
+
+
+def test_train_command_fine_tunes_a_pipeline_folder(tmp_path, monkeypatch, chapter08, capsys):
+    from minisd.__main__ import main
+
+    monkeypatch.setenv("MINISD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(scenes.SPLIT_SIZES, "quick", SMALL)
+    monkeypatch.setattr(scene_training, "scenes_config", _tiny_scenes_config)
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "quick", "--dataset", "scenes", "--init-from", str(chapter08),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["config"]["init_from"] == str(chapter08) and "clip_final_loss" not in report
+    capsys.readouterr()
+    assert main(["train", "--profile", "quick", "--init-from", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "not a trained pipeline folder" in err and len(err.splitlines()) == 1
+    assert main(["train", "--profile", "quick", "--model", "mmdit", "--init-from", str(chapter08)]) == 2

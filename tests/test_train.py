@@ -178,3 +178,23 @@ def test_text_data_chooses_what_the_mini_clip_learns_from(monkeypatch):
     assert seen[1]["train"]["caption"] == T.load_captioned_shapes("quick", seed=cfg.seed)["train"]["caption"]
     with pytest.raises(ValueError, match="text_data must be one of"):
         T.train_text_stage(T.replace(cfg, text_data="scenes"), splits, "cpu", progress=False)
+
+
+def test_init_from_starts_every_part_from_the_folder_and_keeps_the_scaling_factor(tmp_path):
+    splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
+    cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=2, unet_batch=4, warmup=1)
+    source, _ = T.train(cfg, tmp_path / "source", splits=splits, device="cpu", progress=False)
+    tuned = T.fine_tune_config(T.replace(cfg, vae_lr=0.0, unet_lr=0.0), tmp_path / "source")
+    assert tuned.init_from == str(tmp_path / "source") and "cross_attention_dim" not in tuned.unet
+    assert tuned.vae["scaling_factor"] == source.vae.config.scaling_factor
+    other = make_captioned_shapes(**SPLITS_SMALL, seed=1)  # new data; at lr 0 nothing may move
+    pipe, report = T.train(tuned, tmp_path / "tuned", splits=other, device="cpu", progress=False)
+    assert "clip_final_loss" not in report  # the text encoder was taken, not trained
+    for part in ("vae", "text_encoder", "unet"):
+        a, b = getattr(source, part).state_dict(), getattr(pipe, part).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert pipe.vae.config.scaling_factor == source.vae.config.scaling_factor
+    assert pipe.tokenizer.encoder == source.tokenizer.encoder
+    wider = T.replace(tuned, unet={**tuned.unet, "block_out_channels": [32, 32]})  # not the folder's UNet
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        T.train(wider, tmp_path / "tuned", stages=("unet",), splits=other, device="cpu", progress=False)
