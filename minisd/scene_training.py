@@ -16,7 +16,7 @@ from .train import config_for, fine_tune_config
 def scenes_config(profile=None, init_from=None, **overrides):
     """The `TrainConfig` (chapter 08b) for chapter 10a's scenes: 64x64 images, 16x16x4 latents.
 
-    With `init_from`, a folder of chapter 08's trained pipeline, the recipe that works here: fine-tuning
+    With `init_from`, a folder of chapter 08's trained pipeline, the recipe this chapter runs: fine-tuning
     (`fine_tune_config`). The text encoder stays as it is; the autoencoder, all of it, trains on 32x32 crops
     of scenes (`vae_crop`) at a quarter of chapter 08's learning rate and keeps its scaling factor; the UNet,
     chapter 08's architecture now run on 16x16 latents, trains on at half chapter 08's batch and rate.
