@@ -77,7 +77,9 @@ def recipe_overrides(args, cfg):
 
 def _check_pipeline_folder(folder):
     "--init-from's folder must hold a whole pipeline: a one-line error naming what is missing."
-    missing = [part for part in ("vae", "text_encoder", "tokenizer", "unet") if not (folder / part).is_dir()]
+    from minisd.pipeline import COMPONENTS
+
+    missing = [part for part in COMPONENTS if not (folder / part).is_dir()]
     if missing:
         raise ValueError(f"--init-from {folder}: not a trained pipeline folder (no {', '.join(missing)})")
 
@@ -101,7 +103,7 @@ def train_command(args):
         with training_utils.main_process_first():  # rank 0 fills the data caches, then the other processes read them
             splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
         if args.init_from and not cfg.init_from:  # scenes_config has its own fine-tuning recipe
-            cfg = train.fine_tune_config(cfg, args.init_from)
+            cfg = training_utils.fine_tune_config(cfg, args.init_from)
         cfg = replace(cfg, **recipe_overrides(args, cfg))  # after the dataset, whose config (scenes) may differ
         stages = train.STAGES if args.stage == "all" else (args.stage,)
         _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 from .core import get_profile
 from .scenes import SCENE_SIZE
-from .train import config_for, fine_tune_config
+from .train import config_for
+from .training_utils import fine_tune_config
 
 # %% ../chapters/10c_scenes_training.ipynb #c10confg
 def scenes_config(profile=None, init_from=None, **overrides):

@@ -2,14 +2,15 @@
 
 # %% auto #0
 __all__ = ['STATE_NAME', 'lr_at', 'ema_update', 'optimizer_step', 'random_crops', 'mixed_precision_autocast',
-           'save_training_state', 'load_training_state', 'init_distributed', 'rank', 'world_size', 'barrier',
-           'main_process_first', 'average_over_processes', 'computed_once', 'wrap_for_processes']
+           'save_training_state', 'load_training_state', 'start_from', 'fine_tune_config', 'init_distributed', 'rank',
+           'world_size', 'barrier', 'main_process_first', 'average_over_processes', 'computed_once',
+           'wrap_for_processes']
 
 # %% ../chapters/08b_resume_and_scale.ipynb #a5826c6a
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from .core import get_device, warmup_cosine
+from .unet import UNet2DConditionModel
+from .vae import AutoencoderKL
 
 # %% ../chapters/08b_resume_and_scale.ipynb #3ab96d58
 def lr_at(step, cfg):
@@ -110,6 +113,25 @@ def load_training_state(path, unet, ema, optimizer, generator):
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     generator.set_state(tensors["rng.generator"])
     return int(meta["step"]), tensors["losses"].tolist()
+
+# %% ../chapters/08b_resume_and_scale.ipynb #ftstrtcd
+def start_from(model, folder):
+    "`model` (freshly built) with the weights of the same model saved in `folder`, strict keys: fine-tuning's start."
+    model.load_state_dict(type(model).from_pretrained(folder).state_dict())
+    return model
+
+
+def fine_tune_config(cfg, folder):
+    """Training config `cfg` set to fine-tune the pipeline in `folder` rather than train from scratch: `init_from`,
+    and the VAE's and UNet's architectures read from the folder (their sample_size stays cfg's)."""
+    def architecture(cls, part, sample_size):
+        return {**cls.extract_init_dict(cls.load_config(folder / part), folder / part), "sample_size": sample_size}
+
+    folder = Path(folder)
+    unet = architecture(UNet2DConditionModel, "unet", cfg.unet["sample_size"])
+    unet.pop("cross_attention_dim")  # it comes from the text encoder
+    return replace(cfg, init_from=str(folder), vae=architecture(AutoencoderKL, "vae", cfg.vae["sample_size"]),
+                   unet=unet)
 
 # %% ../chapters/08b_resume_and_scale.ipynb #4dfa92da
 def init_distributed():

@@ -184,7 +184,7 @@ def test_init_from_starts_every_part_from_the_folder_and_keeps_the_scaling_facto
     splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
     cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=2, unet_batch=4, warmup=1)
     source, _ = T.train(cfg, tmp_path / "source", splits=splits, device="cpu", progress=False)
-    tuned = T.fine_tune_config(T.replace(cfg, vae_lr=0.0, unet_lr=0.0), tmp_path / "source")
+    tuned = training_utils.fine_tune_config(T.replace(cfg, vae_lr=0.0, unet_lr=0.0), tmp_path / "source")
     assert tuned.init_from == str(tmp_path / "source") and "cross_attention_dim" not in tuned.unet
     assert tuned.vae["scaling_factor"] == source.vae.config.scaling_factor
     other = make_captioned_shapes(**SPLITS_SMALL, seed=1)  # new data; at lr 0 nothing may move
