@@ -90,7 +90,7 @@ def mmdit_config(profile=None, **overrides):
                        attention_head_dim=p.pick(quick=8, cpu=32, gpu=32), pos_embed_max_size=side // patch,
                        qk_norm="rms_norm")
     cfg = FlowTrainConfig(**{f.name: getattr(base, f.name) for f in fields(base)}, transformer=transformer)
-    cfg = replace(cfg, unet_steps=p.pick(quick=12, cpu=800, gpu=6000), unet_batch=p.pick(quick=16, cpu=128, gpu=256),
+    cfg = replace(cfg, unet_steps=p.pick(quick=12, cpu=1600, gpu=6000), unet_batch=p.pick(quick=16, cpu=128, gpu=256),
                   unet_lr=p.pick(quick=1e-3, cpu=5e-4, gpu=3e-4), warmup=p.pick(quick=2, cpu=100, gpu=300))
     return replace(cfg, **overrides)
 
