@@ -119,6 +119,9 @@ def build_parser():
     p.add_argument("--init-from", type=Path, metavar="FOLDER",
                    help="fine-tune this pipeline folder rather than train from scratch: its text encoder as it is, "
                         "its VAE and UNet trained on (chapter 10c; with --dataset scenes, 10c's fine-tuning recipe)")
+    p.add_argument("--text-encoder-lr", type=_non_negative, metavar="LR",
+                   help="> 0: the text encoder trains with the UNet at this peak learning rate (diffusers' "
+                        "--train_text_encoder); 0: frozen (default: the recipe's, 0 except --dataset scenes)")
     p.add_argument("--model", choices=("unet", "mmdit"), default="unet",
                    help="unet: Stable Diffusion 1's UNet and DDPM (chapter 08b); mmdit: SD3's transformer and "
                         "rectified flow, saved as a StableDiffusion3Pipeline folder (chapter 11d; --stage all only) "

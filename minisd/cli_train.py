@@ -105,6 +105,8 @@ def train_command(args):
         if args.init_from and not cfg.init_from:  # scenes_config has its own fine-tuning recipe
             cfg = training_utils.fine_tune_config(cfg, args.init_from)
         cfg = replace(cfg, **recipe_overrides(args, cfg))  # after the dataset, whose config (scenes) may differ
+        if args.text_encoder_lr is not None:
+            cfg = replace(cfg, text_encoder_lr=args.text_encoder_lr)
         stages = train.STAGES if args.stage == "all" else (args.stage,)
         _, report = train.train(cfg, args.out, stages=stages, device=device, resume=args.resume, splits=splits,
                                 stop_after=args.stop_after)
@@ -134,6 +136,8 @@ def _train_mmdit(args):
         raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
     if args.init_from:
         raise ValueError("--init-from fine-tunes a UNet pipeline (--model unet); --model mmdit trains from scratch")
+    if args.text_encoder_lr is not None:
+        raise ValueError("--text-encoder-lr applies to --model unet; --model mmdit keeps its text encoders frozen")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--model mmdit trains in one process; run it with python, not torchrun")
     cfg = flow_training.mmdit_config(args.profile)

@@ -32,7 +32,7 @@ from .tokenizer import CLIPTokenizer
 from .training_utils import (
     STATE_NAME, average_over_processes, barrier, computed_once, load_training_state,
     main_process_first, mixed_precision_autocast, optimizer_step, random_crops, rank, save_training_state,
-    start_from, world_size, wrap_for_processes)
+    UNetWithTextEncoder, load_stage, start_from, world_size, wrap_for_processes)
 from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel, training_target
 from .vae_training import decode_latents, encode_images, psnr, train_vae
 from .vae import AutoencoderKL
@@ -80,6 +80,7 @@ class TrainConfig:
     # fine-tuning (chapter 10c): a pipeline folder whose text encoder is kept and whose VAE and UNet weights are
     # the start; vae and unet must then be its architectures, which `fine_tune_config` copies. "": from scratch
     init_from: str = ""
+    text_encoder_lr: float = 0.0  # > 0: the text encoder trains with the UNet at this peak lr; 0: frozen, cached
 
     def __post_init__(self):
         check_recipe(recipe_of(self))  # a ValueError that names the field
@@ -167,11 +168,12 @@ def train_text_stage(cfg, splits, device=None, progress=True):
 
 # %% ../chapters/08b_training.ipynb #33b20c5b
 @torch.no_grad()
-def encode_training_set(vae, text_encoder, tokenizer, split, device=None, batch_size=256):
+def encode_training_set(vae, text_encoder, tokenizer, split, device=None, batch_size=256, token_ids=False):
     """Stage 3's inputs, computed once with the frozen VAE and text encoder.
 
     Returns latents (N, 4, h, w) times scaling_factor, the text states of each distinct caption
-    (U, 77, d), the empty prompt's states (1, 77, d) and each image's caption index (N,).
+    (U, 77, d), the empty prompt's states (1, 77, d) and each image's caption index (N,). With
+    `token_ids`, for a text encoder that trains, the token ids (U, 77) and (1, 77) instead of states.
     """
     device = device or get_device()
     vae.to(device)
@@ -180,23 +182,24 @@ def encode_training_set(vae, text_encoder, tokenizer, split, device=None, batch_
     captions = split["caption"]
     distinct = sorted(set(captions))
     index = {c: i for i, c in enumerate(distinct)}
-    states = torch.cat([text_encoder(tokenizer(distinct[i:i + batch_size]).to(device))
-                        for i in range(0, len(distinct), batch_size)])
-    empty = text_encoder(tokenizer([""]).to(device))
+    encode = (lambda ids: ids) if token_ids else (lambda ids: text_encoder(ids.to(device)))
+    states = torch.cat([encode(tokenizer(distinct[i:i + batch_size])) for i in range(0, len(distinct), batch_size)])
+    empty = encode(tokenizer([""]))
     return latents.cpu(), states.cpu(), empty.cpu(), torch.tensor([index[c] for c in captions])
 
 # %% ../chapters/08b_training.ipynb #fb46f8f5
 def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=None, resume=False, stop_after=None,
                      progress=True):
-    """Stage 3: the UNet on cached latents, with the VAE and the text encoder frozen.
+    """Stage 3: the UNet on cached latents, with the VAE and the text encoder frozen (or, with cfg.text_encoder_lr,
+    the text encoder training beside the UNet as one `UNetWithTextEncoder`, which reads token ids).
 
     Each step: latents z_0 of a batch, t ~ U{0..999}, eps ~ N(0, I), z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps;
     loss = |eps - unet(z_t, t, text)|^2, or what cfg's recipe fields make of it (chapter 08b_recipes). The text is
     the empty prompt with probability cfg.caption_dropout (the unconditional model that guidance needs). AdamW,
     warm-up and cosine decay, gradient clipping, EMA weights for sampling. A checkpoint every cfg.checkpoint_every
     steps; with `resume`, training continues from the last one exactly (the checkpoint, not cfg.init_from, is
-    the start); `stop_after` ends early. Returns
-    (ema_unet, losses, metrics): the EMA weights in eval mode, every step's loss from step 0, and a summary.
+    the start); `stop_after` ends early. Returns (ema, losses, metrics): the EMA weights in eval mode (the UNet,
+    or the pair), every step's loss from step 0, and a summary.
     Under torchrun every process draws the whole batch from the same generator and trains on its own slice;
     DDP averages the gradients, so each update is the one-process update. Only rank 0 writes the checkpoint.
     """
@@ -208,17 +211,21 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     if b % processes:
         raise ValueError(f"unet_batch ({b}) must be a multiple of the number of processes ({processes})")
     mine = slice(rank() * b // processes, (rank() + 1) * b // processes)  # this process's share of each batch
-    inputs = computed_once(lambda: encode_training_set(vae, text_encoder, tokenizer, split, device))  # by rank 0
+    joint = cfg.text_encoder_lr > 0
+    inputs = computed_once(lambda: encode_training_set(vae, text_encoder, tokenizer, split, device, token_ids=joint))
     latents, states, empty, caption_idx = (x.to(device) for x in inputs)  # moved once; batches are gathered there
     seed_everything(cfg.seed)
     unet = UNet2DConditionModel(**cfg.unet, cross_attention_dim=text_encoder.config.hidden_size)
     if cfg.init_from:  # fine-tuning that folder's UNet
         start_from(unet, Path(cfg.init_from) / "unet")
+    if joint:  # from here on, `unet` is the pair, and the EMA, optimizer and checkpoints hold both
+        unet = UNetWithTextEncoder(unet, copy.deepcopy(text_encoder).requires_grad_(True))
     unet.to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     if device.type == "cuda":  # NHWC convolutions are faster on tensor cores
         unet.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
+    groups = unet.param_groups(cfg.text_encoder_lr / cfg.unet_lr) if joint else unet.parameters()
+    optimizer = torch.optim.AdamW(groups, lr=cfg.unet_lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, losses = 0, []
     if resume and (folder / STATE_NAME).exists():  # every process reads rank 0's checkpoint
@@ -240,7 +247,8 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         drop = torch.rand(b, generator=generator) < cfg.caption_dropout
         idx, noise, t, drop = (x[mine].to(device) for x in (idx, noise, t, drop))
         z0 = latents[idx]  # (B, 4, h, w); B = cfg.unet_batch / processes
-        text = torch.where(drop[:, None, None], empty, states[caption_idx[idx]])  # (B, 77, d)
+        keep = drop.view(-1, *[1] * (states.dim() - 1))  # broadcast over (77, d), or over (77,) for token ids
+        text = torch.where(keep, empty, states[caption_idx[idx]])  # (B, 77, d), or ids (B, 77)
         zt = noise_schedule.add_noise(z0, noise, t)
         with amp:
             pred = model(zt, t, text)
@@ -259,10 +267,8 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
             save_training_state(folder / STATE_NAME, unet, ema, optimizer, done, generator, losses, cfg)
         if stop_after is not None and done >= stop_after:
             break
-    seconds = time.time() - t0
-    trained = max(1, len(losses) - start)
     metrics = {"unet_steps": len(losses), "unet_final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
-               "unet_images_per_second": b * trained / max(seconds, 1e-9),
+               "unet_images_per_second": b * max(1, len(losses) - start) / max(time.time() - t0, 1e-9),
                "unet_parameters": sum(p.numel() for p in unet.parameters())}
     return ema.eval(), losses, metrics
 
@@ -302,15 +308,18 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
                                                      device, resume=resume, stop_after=stop_after, progress=progress)
             report.update(metrics, unet_seconds=time.time() - t0)
+            unet, text_encoder = (unet.unet, unet.text_encoder) if cfg.text_encoder_lr > 0 else (unet, text_encoder)
             scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False,  # the recipe's sampler
                                       **recipe_scheduler_config(recipe_of(cfg), sampling=True))
         else:  # the UNet and the sampler saved with it
-            unet = _load(UNet2DConditionModel, folder / "unet", "unet")
-            scheduler = _load(DDIMScheduler, folder / "scheduler", "unet")
+            unet = load_stage(UNet2DConditionModel, folder / "unet", "unet")
+            scheduler = load_stage(DDIMScheduler, folder / "scheduler", "unet")
         pipe = StableDiffusionPipeline(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
         if main and "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
             (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
             save_whole(unet, folder / "unet")
+            if cfg.text_encoder_lr > 0:  # it trained too
+                save_whole(text_encoder, folder / "text_encoder")
             save_whole(scheduler, folder / "scheduler")
             pipe.save_model_index(folder)
         if main:
@@ -327,7 +336,7 @@ def _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report
         save_whole(vae, folder / "vae")
         report.update(metrics, vae_seconds=time.time() - t0)
     else:
-        vae = _load(AutoencoderKL, folder / "vae", "vae")
+        vae = load_stage(AutoencoderKL, folder / "vae", "vae")
     t0 = time.time()
     if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
         text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
@@ -335,14 +344,7 @@ def _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report
         save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
         report.update(metrics, text_seconds=time.time() - t0)
     else:
-        text_encoder = _load(CLIPTextModel, folder / "text_encoder", "text")
-        tokenizer = _load(CLIPTokenizer, folder / "tokenizer", "text")
+        text_encoder = load_stage(CLIPTextModel, folder / "text_encoder", "text")
+        tokenizer = load_stage(CLIPTokenizer, folder / "tokenizer", "text")
     return vae, text_encoder, tokenizer
 
-
-def _load(cls, path, stage):
-    "Load a stage trained before, frozen (`from_pretrained` gives eval mode), or say which stage to train first."
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path} is missing: train the {stage} stage first (--stage {stage} or all)")
-    model = cls.from_pretrained(path)
-    return model.requires_grad_(False) if isinstance(model, torch.nn.Module) else model

@@ -2,9 +2,9 @@
 
 # %% auto #0
 __all__ = ['STATE_NAME', 'lr_at', 'ema_update', 'optimizer_step', 'random_crops', 'mixed_precision_autocast',
-           'save_training_state', 'load_training_state', 'start_from', 'fine_tune_config', 'init_distributed', 'rank',
-           'world_size', 'barrier', 'main_process_first', 'average_over_processes', 'computed_once',
-           'wrap_for_processes']
+           'save_training_state', 'load_training_state', 'load_stage', 'start_from', 'fine_tune_config',
+           'UNetWithTextEncoder', 'init_distributed', 'rank', 'world_size', 'barrier', 'main_process_first',
+           'average_over_processes', 'computed_once', 'wrap_for_processes']
 
 # %% ../chapters/08b_resume_and_scale.ipynb #a5826c6a
 import json
@@ -38,9 +38,11 @@ def ema_update(ema, model, step, decay):
 
 
 def optimizer_step(model, ema, optimizer, loss, step, cfg):
-    "One update of `model` from `loss`: the scheduled lr, backward, gradient clipping, AdamW, then the EMA."
+    """One update of `model` from `loss`: the scheduled lr, backward, gradient clipping, AdamW, then the EMA.
+    A param group with an `lr_scale` follows the same schedule at that multiple (a text encoder training beside
+    the UNet, `UNetWithTextEncoder`)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step, cfg)
+        group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -114,6 +116,14 @@ def load_training_state(path, unet, ema, optimizer, generator):
     generator.set_state(tensors["rng.generator"])
     return int(meta["step"]), tensors["losses"].tolist()
 
+
+def load_stage(cls, path, stage):
+    "Load a stage trained before, frozen (`from_pretrained` gives eval mode), or say which stage to train first."
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: train the {stage} stage first (--stage {stage} or all)")
+    model = cls.from_pretrained(path)
+    return model.requires_grad_(False) if isinstance(model, torch.nn.Module) else model
+
 # %% ../chapters/08b_resume_and_scale.ipynb #ftstrtcd
 def start_from(model, folder):
     "`model` (freshly built) with the weights of the same model saved in `folder`, strict keys: fine-tuning's start."
@@ -132,6 +142,25 @@ def fine_tune_config(cfg, folder):
     unet.pop("cross_attention_dim")  # it comes from the text encoder
     return replace(cfg, init_from=str(folder), vae=architecture(AutoencoderKL, "vae", cfg.vae["sample_size"]),
                    unet=unet)
+
+
+class UNetWithTextEncoder(torch.nn.Module):
+    """A UNet and the text encoder it reads, trained as one model: eps = unet(z_t, t, text_encoder(input_ids)).
+
+    sample (B, 4, h, w), timestep (B,), input_ids (B, 77) -> (B, 4, h, w). `param_groups` gives the optimizer
+    the encoder's parameters at `lr_scale` times the UNet's rate (`optimizer_step` applies it every step).
+    """
+
+    def __init__(self, unet, text_encoder):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+    def forward(self, sample, timestep, input_ids):
+        return self.unet(sample, timestep, self.text_encoder(input_ids))
+
+    def param_groups(self, lr_scale):
+        return [{"params": list(self.unet.parameters())},
+                {"params": list(self.text_encoder.parameters()), "lr_scale": lr_scale}]
 
 # %% ../chapters/08b_resume_and_scale.ipynb #4dfa92da
 def init_distributed():

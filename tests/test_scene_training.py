@@ -117,3 +117,22 @@ def test_train_command_fine_tunes_a_pipeline_folder(tmp_path, monkeypatch, chapt
     err = capsys.readouterr().err
     assert "--init-from" in err and "not a trained pipeline folder" in err and len(err.splitlines()) == 1
     assert main(["train", "--profile", "quick", "--model", "mmdit", "--init-from", str(chapter08)]) == 2
+
+
+def test_train_command_text_encoder_lr_flag(tmp_path, chapter08, capsys):
+    from minisd.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "quick", "--init-from", str(chapter08), "--text-encoder-lr", "1e-3",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["config"]["text_encoder_lr"] == 1e-3
+    source = StableDiffusionPipeline.from_pretrained(chapter08).text_encoder
+    tuned = StableDiffusionPipeline.from_pretrained(out).text_encoder
+    assert not torch.equal(source.embeddings.token_embedding.weight, tuned.embeddings.token_embedding.weight)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse's own error
+        main(["train", "--profile", "quick", "--text-encoder-lr", "-1"])
+    assert "--text-encoder-lr" in capsys.readouterr().err
+    assert main(["train", "--profile", "quick", "--model", "mmdit", "--text-encoder-lr", "1e-4"]) == 2
+    assert "--text-encoder-lr applies to --model unet" in capsys.readouterr().err

@@ -198,3 +198,47 @@ def test_init_from_starts_every_part_from_the_folder_and_keeps_the_scaling_facto
     wider = T.replace(tuned, unet={**tuned.unet, "block_out_channels": [32, 32]})  # not the folder's UNet
     with pytest.raises(RuntimeError, match="size mismatch"):
         T.train(wider, tmp_path / "tuned", stages=("unet",), splits=other, device="cpu", progress=False)
+
+
+def test_text_encoder_lr_trains_the_encoder_beside_the_unet_and_resumes_exactly(tiny_parts, tmp_path):
+    _, _, _, text_encoder, _ = tiny_parts
+    pair_a, losses_a, _ = _unet_run(tiny_parts, tmp_path / "a", text_encoder_lr=1e-4)
+    assert isinstance(pair_a, training_utils.UNetWithTextEncoder)
+    moved = [k for k, v in text_encoder.state_dict().items() if not torch.equal(v, pair_a.text_encoder.state_dict()[k])]
+    assert "embeddings.token_embedding.weight" in moved  # the diffusion loss reached the encoder's embeddings
+    assert all(not p.requires_grad for p in text_encoder.parameters())  # the caller's encoder is left as it was
+    _unet_run(tiny_parts, tmp_path / "b", stop_after=3, text_encoder_lr=1e-4)
+    pair_b, losses_b, _ = _unet_run(tiny_parts, tmp_path / "b", resume=True, text_encoder_lr=1e-4)
+    assert losses_b == losses_a
+    a, b = pair_a.state_dict(), pair_b.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = load_file(tmp_path / "a" / T.STATE_NAME)
+    assert any(k.startswith("unet.text_encoder.") for k in state) and any(k.startswith("ema.unet.") for k in state)
+
+
+def test_the_text_encoders_param_group_follows_the_schedule_at_its_own_rate():
+    cfg = T.config_for("quick", unet_lr=1e-3, unet_steps=10, warmup=2)
+    unet, text = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    pair = torch.nn.Module()
+    pair.unet, pair.text_encoder = unet, text
+    optimizer = torch.optim.AdamW(training_utils.UNetWithTextEncoder.param_groups(pair, lr_scale=0.05))
+    loss = (unet(torch.ones(1, 2)) + text(torch.ones(1, 2))).sum()
+    training_utils.optimizer_step(pair, T.copy.deepcopy(pair), optimizer, loss, 4, cfg)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([lr_at(4, cfg), lr_at(4, cfg) * 0.05])
+
+
+def test_train_saves_the_text_encoder_it_trained_and_samples_with_it(tmp_path):
+    splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
+    cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=2, unet_batch=4, warmup=1)
+    source, _ = T.train(cfg, tmp_path / "source", splits=splits, device="cpu", progress=False)
+    tuned = training_utils.fine_tune_config(T.replace(cfg, text_encoder_lr=1e-3), tmp_path / "source")
+    pipe, _ = T.train(tuned, tmp_path / "tuned", splits=splits, device="cpu", progress=False)
+    saved = T.CLIPTextModel.from_pretrained(tmp_path / "tuned" / "text_encoder")
+    for model in (pipe.text_encoder, saved):
+        assert not torch.equal(model.embeddings.token_embedding.weight,
+                               source.text_encoder.embeddings.token_embedding.weight)
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), pipe.text_encoder.state_dict().values()))
+    kept, _ = T.train(T.replace(tuned, text_encoder_lr=0.0), tmp_path / "kept", splits=splits, device="cpu",
+                      progress=False)  # 0: frozen, as before
+    assert torch.equal(kept.text_encoder.embeddings.token_embedding.weight,
+                       source.text_encoder.embeddings.token_embedding.weight)
