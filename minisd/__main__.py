@@ -117,8 +117,9 @@ def build_parser():
     p.add_argument("--stop-after", type=_positive_int, metavar="STEPS",
                    help="end the UNet stage after this many steps (continue later with --resume)")
     p.add_argument("--init-from", type=Path, metavar="FOLDER",
-                   help="fine-tune this pipeline folder rather than train from scratch: its text encoder as it is, "
-                        "its VAE and UNet trained on (chapter 10c; with --dataset scenes, 10c's fine-tuning recipe)")
+                   help="fine-tune this pipeline folder rather than train from scratch: its VAE and UNet trained on, "
+                        "its text encoder kept (trained on with --text-encoder-lr; with --dataset scenes, chapter "
+                        "10c's fine-tuning recipe, which trains it)")
     p.add_argument("--text-encoder-lr", type=_non_negative, metavar="LR",
                    help="> 0: the text encoder trains with the UNet at this peak learning rate (diffusers' "
                         "--train_text_encoder); 0: frozen (default: the recipe's, 0 except --dataset scenes)")

@@ -18,9 +18,10 @@ def scenes_config(profile=None, init_from=None, **overrides):
     """The `TrainConfig` (chapter 08b) for chapter 10a's scenes: 64x64 images, 16x16x4 latents.
 
     With `init_from`, a folder of chapter 08's trained pipeline, the recipe this chapter runs: fine-tuning
-    (`fine_tune_config`). The text encoder stays as it is; the autoencoder, all of it, trains on 32x32 crops
-    of scenes (`vae_crop`) at a quarter of chapter 08's learning rate and keeps its scaling factor; the UNet,
-    chapter 08's architecture now run on 16x16 latents, trains on at half chapter 08's batch and rate.
+    (`fine_tune_config`). The autoencoder, all of it, trains on 32x32 crops of scenes (`vae_crop`) at a quarter
+    of chapter 08's learning rate and keeps its scaling factor; the UNet, chapter 08's architecture now run on
+    16x16 latents, trains on at half chapter 08's batch and rate; the text encoder trains beside it at a tenth
+    of the UNet's rate (`text_encoder_lr`), since the scene words were never in chapter 08's captions.
 
     With no `init_from`, everything from scratch: the same autoencoder architecture on 32x32 crops, its
     latents standardised per channel inside its 1x1 convolutions (`standardise_latents`); the mini CLIP
@@ -34,7 +35,7 @@ def scenes_config(profile=None, init_from=None, **overrides):
         cfg = replace(base, vae=vae, unet={**base.unet, "sample_size": SCENE_SIZE // 4}, vae_crop=32,
                       vae_steps=p.pick(quick=4, cpu=1200, gpu=4000), vae_lr=base.vae_lr / 4,
                       unet_steps=p.pick(quick=12, cpu=600, gpu=6000), unet_batch=base.unet_batch // 2,
-                      unet_lr=base.unet_lr / 2)
+                      unet_lr=base.unet_lr / 2, text_encoder_lr=base.unet_lr / 20)
         return replace(fine_tune_config(cfg, init_from), **overrides)
     unet = {**base.unet, "sample_size": SCENE_SIZE // 4,
             "block_out_channels": p.pick(quick=[16, 32, 32], cpu=[32, 64, 128], gpu=[128, 256, 256]),

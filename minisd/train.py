@@ -77,8 +77,8 @@ class TrainConfig:
     logit_std: float = 1.0
     mode_scale: float = 1.29
     offset_noise: float = 0.0  # > 0: eps + s N(0, 1) per (sample, channel), Guttenberg 2023; 0: off
-    # fine-tuning (chapter 10c): a pipeline folder whose text encoder is kept and whose VAE and UNet weights are
-    # the start; vae and unet must then be its architectures, which `fine_tune_config` copies. "": from scratch
+    # fine-tuning (chapter 10c): a pipeline folder whose weights are the start, its text encoder kept unless
+    # text_encoder_lr; vae and unet must then be its architectures, which `fine_tune_config` copies. "": scratch
     init_from: str = ""
     text_encoder_lr: float = 0.0  # > 0: the text encoder trains with the UNet at this peak lr; 0: frozen, cached
 
@@ -153,7 +153,7 @@ def train_text_stage(cfg, splits, device=None, progress=True):
     "captioned_shapes", the profile's single-object shapes, whatever the UNet trains on next; as SD's
     text encoder, CLIP, was trained on other pairs than SD's images. Chapter 10c needs the second: on
     its scenes the mini CLIP's small image tower barely learns, and its text states come out nearly equal.
-    With cfg.init_from, that folder's text encoder and tokenizer, unchanged (SD's fine-tunes keep CLIP frozen too).
+    With cfg.init_from, that folder's text encoder and tokenizer, unchanged (cfg.text_encoder_lr trains it on later).
     """
     if cfg.init_from:
         folder = Path(cfg.init_from)
