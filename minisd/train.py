@@ -269,7 +269,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
             break
     metrics = {"unet_steps": len(losses), "unet_final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                "unet_images_per_second": b * max(1, len(losses) - start) / max(time.time() - t0, 1e-9),
-               "unet_parameters": sum(p.numel() for p in unet.parameters())}
+               "unet_parameters": sum(p.numel() for p in (unet.unet if joint else unet).parameters())}
     return ema.eval(), losses, metrics
 
 # %% ../chapters/08b_training.ipynb #e048eede

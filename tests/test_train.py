@@ -202,8 +202,9 @@ def test_init_from_starts_every_part_from_the_folder_and_keeps_the_scaling_facto
 
 def test_text_encoder_lr_trains_the_encoder_beside_the_unet_and_resumes_exactly(tiny_parts, tmp_path):
     _, _, _, text_encoder, _ = tiny_parts
-    pair_a, losses_a, _ = _unet_run(tiny_parts, tmp_path / "a", text_encoder_lr=1e-4)
+    pair_a, losses_a, metrics = _unet_run(tiny_parts, tmp_path / "a", text_encoder_lr=1e-4)
     assert isinstance(pair_a, training_utils.UNetWithTextEncoder)
+    assert metrics["unet_parameters"] == sum(p.numel() for p in pair_a.unet.parameters())  # the UNet's alone
     moved = [k for k, v in text_encoder.state_dict().items() if not torch.equal(v, pair_a.text_encoder.state_dict()[k])]
     assert "embeddings.token_embedding.weight" in moved  # the diffusion loss reached the encoder's embeddings
     assert all(not p.requires_grad for p in text_encoder.parameters())  # the caller's encoder is left as it was
