@@ -190,8 +190,7 @@ def encode_training_set(vae, text_encoder, tokenizer, split, device=None, batch_
 # %% ../chapters/08b_training.ipynb #fb46f8f5
 def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=None, resume=False, stop_after=None,
                      progress=True):
-    """Stage 3: the UNet on cached latents, with the VAE and the text encoder frozen (or, with cfg.text_encoder_lr,
-    the text encoder training beside the UNet as one `UNetWithTextEncoder`, which reads token ids).
+    """Stage 3: the UNet on cached latents; the VAE frozen, and the text encoder too unless cfg.text_encoder_lr > 0.
 
     Each step: latents z_0 of a batch, t ~ U{0..999}, eps ~ N(0, I), z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps;
     loss = |eps - unet(z_t, t, text)|^2, or what cfg's recipe fields make of it (chapter 08b_recipes). The text is
@@ -200,8 +199,6 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     steps; with `resume`, training continues from the last one exactly (the checkpoint, not cfg.init_from, is
     the start); `stop_after` ends early. Returns (ema, losses, metrics): the EMA weights in eval mode (the UNet,
     or the pair), every step's loss from step 0, and a summary.
-    Under torchrun every process draws the whole batch from the same generator and trains on its own slice;
-    DDP averages the gradients, so each update is the one-process update. Only rank 0 writes the checkpoint.
     """
     device = torch.device(device) if device is not None else get_device()
     folder, main = Path(folder), rank() == 0
@@ -247,8 +244,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         drop = torch.rand(b, generator=generator) < cfg.caption_dropout
         idx, noise, t, drop = (x[mine].to(device) for x in (idx, noise, t, drop))
         z0 = latents[idx]  # (B, 4, h, w); B = cfg.unet_batch / processes
-        keep = drop.view(-1, *[1] * (states.dim() - 1))  # broadcast over (77, d), or over (77,) for token ids
-        text = torch.where(keep, empty, states[caption_idx[idx]])  # (B, 77, d), or ids (B, 77)
+        text = torch.where(drop.view(-1, *[1] * (states.dim() - 1)), empty, states[caption_idx[idx]])
         zt = noise_schedule.add_noise(z0, noise, t)
         with amp:
             pred = model(zt, t, text)
