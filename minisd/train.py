@@ -273,7 +273,8 @@ STAGES = ("vae", "text", "unet")
 
 
 def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, progress=True, stop_after=None):
-    """Run the training stages into `folder`, a diffusers-layout pipeline folder; returns (pipeline, report).
+    """Run the training stages into `folder`, a diffusers-layout pipeline folder; returns (pipeline, report),
+    the pipeline None while the folder has no UNet yet (a run of the vae or text stage alone).
 
     A stage that is not asked for is loaded from `folder` (it must have been trained before).
     With `resume`, finished stages are loaded rather than retrained and the UNet continues from
@@ -307,10 +308,12 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             unet, text_encoder = (unet.unet, unet.text_encoder) if cfg.text_encoder_lr > 0 else (unet, text_encoder)
             scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False,  # the recipe's sampler
                                       **recipe_scheduler_config(recipe_of(cfg), sampling=True))
-        else:  # the UNet and the sampler saved with it
-            unet = load_stage(UNet2DConditionModel, folder / "unet", "unet")
-            scheduler = load_stage(DDIMScheduler, folder / "scheduler", "unet")
-        pipe = StableDiffusionPipeline(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
+        else:  # the UNet and the sampler saved with it, if it was trained yet
+            unet = load_stage(UNet2DConditionModel, folder / "unet", "unet", required=False)
+            scheduler = unet and load_stage(DDIMScheduler, folder / "scheduler", "unet")
+        parts = (vae, text_encoder, unet)  # a stage alone in a new folder (--stage vae, then text): no pipeline yet
+        pipe = None if any(p is None for p in parts) else StableDiffusionPipeline(
+            vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
         if main and "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
             (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
             save_whole(unet, folder / "unet")
@@ -332,7 +335,7 @@ def _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report
         save_whole(vae, folder / "vae")
         report.update(metrics, vae_seconds=time.time() - t0)
     else:
-        vae = load_stage(AutoencoderKL, folder / "vae", "vae")
+        vae = load_stage(AutoencoderKL, folder / "vae", "vae", required="unet" in stages)
     t0 = time.time()
     if "text" in stages and not (resume and (folder / "text_encoder").is_dir()):
         text_encoder, tokenizer, metrics = train_text_stage(cfg, splits, device, progress)
@@ -340,7 +343,7 @@ def _frozen_stages(cfg, folder, stages, device, resume, splits, progress, report
         save_whole(text_encoder, folder / "text_encoder")  # its folder marks the stage done: written last
         report.update(metrics, text_seconds=time.time() - t0)
     else:
-        text_encoder = load_stage(CLIPTextModel, folder / "text_encoder", "text")
-        tokenizer = load_stage(CLIPTokenizer, folder / "tokenizer", "text")
+        text_encoder = load_stage(CLIPTextModel, folder / "text_encoder", "text", required="unet" in stages)
+        tokenizer = load_stage(CLIPTokenizer, folder / "tokenizer", "text", required="unet" in stages)
     return vae, text_encoder, tokenizer
 

@@ -117,9 +117,12 @@ def load_training_state(path, unet, ema, optimizer, generator):
     return int(meta["step"]), tensors["losses"].tolist()
 
 
-def load_stage(cls, path, stage):
-    "Load a stage trained before, frozen (`from_pretrained` gives eval mode), or say which stage to train first."
+def load_stage(cls, path, stage, required=True):
+    """Load a stage trained before, frozen (`from_pretrained` gives eval mode), or say which stage to train first.
+    With required=False a stage not trained yet is None (the folder of a run that trains the stages one by one)."""
     if not Path(path).exists():
+        if not required:
+            return None
         raise FileNotFoundError(f"{path} is missing: train the {stage} stage first (--stage {stage} or all)")
     model = cls.from_pretrained(path)
     return model.requires_grad_(False) if isinstance(model, torch.nn.Module) else model

@@ -243,3 +243,24 @@ def test_train_saves_the_text_encoder_it_trained_and_samples_with_it(tmp_path):
                       progress=False)  # 0: frozen, as before
     assert torch.equal(kept.text_encoder.embeddings.token_embedding.weight,
                        source.text_encoder.embeddings.token_embedding.weight)
+
+
+def test_the_stages_train_one_at_a_time_into_a_new_folder(tmp_path):
+    # `train --stage vae`, then `--stage text`, then `--stage unet`: the first two have no UNet to build a
+    # pipeline with (they returned an error after saving their part); the last finds both parts and completes it
+    splits = make_captioned_shapes(**SPLITS_SMALL, seed=0)
+    cfg = T.config_for("quick", vae_steps=2, clip={"steps": 2}, unet_steps=2, unet_batch=4, warmup=1)
+    folder = tmp_path / "run"
+    pipe, report = T.train(cfg, folder, stages=("vae",), splits=splits, device="cpu", progress=False)
+    assert pipe is None and (folder / "vae").is_dir() and not (folder / "text_encoder").exists()
+    assert "vae_seconds" in report and "text_seconds" not in report
+    pipe, report = T.train(cfg, folder, stages=("text",), splits=splits, device="cpu", progress=False)
+    assert pipe is None and (folder / "text_encoder").is_dir() and "vae_seconds" in report  # the report accumulates
+    pipe, _ = T.train(cfg, folder, stages=("unet",), splits=splits, device="cpu", progress=False)
+    assert pipe is not None and (folder / "model_index.json").exists()
+    whole, _ = T.train(cfg, tmp_path / "whole", splits=splits, device="cpu", progress=False)  # one call, same weights
+    for part in ("vae", "text_encoder", "unet"):
+        a, b = getattr(whole, part).state_dict(), getattr(pipe, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    with pytest.raises(FileNotFoundError, match="train the vae stage first"):
+        T.train(cfg, tmp_path / "empty", stages=("unet",), splits=splits, device="cpu", progress=False)
