@@ -31,8 +31,10 @@ def lr_at(step, cfg):
 
 @torch.no_grad()
 def ema_update(ema, model, step, decay):
-    "ema <- d ema + (1 - d) model, with diffusers' warm-up d = min(decay, (1 + step) / (10 + step))."
-    d = min(decay, (1 + step) / (10 + step))
+    """ema <- d ema + (1 - d) model after the update of loop index `step` (0-based), with diffusers' warm-up:
+    d = min(decay, (1 + step) / (10 + step)), and d = 0 after the first update (EMAModel.get_decay: the EMA starts
+    as a copy of the trained weights, not of the initial ones)."""
+    d = min(decay, (1 + step) / (10 + step)) if step > 0 else 0.0
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1 - d)
 

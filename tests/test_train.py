@@ -264,3 +264,21 @@ def test_the_stages_train_one_at_a_time_into_a_new_folder(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), part
     with pytest.raises(FileNotFoundError, match="train the vae stage first"):
         T.train(cfg, tmp_path / "empty", stages=("unet",), splits=splits, device="cpu", progress=False)
+
+
+def test_the_ema_follows_diffusers_ema_model_update_by_update():
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 3)
+    ema, reference = T.copy.deepcopy(model), EMAModel(model.parameters(), decay=0.999)  # no use_ema_warmup
+    for step in range(40):
+        with torch.no_grad():  # an "update"
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        training_utils.ema_update(ema, model, step, 0.999)
+        reference.step(model.parameters())
+        for a, b in zip(ema.parameters(), reference.shadow_params):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # after the k-th update (k = 40) the decay in force is min(0.999, k / (9 + k)): the warm-up, not 0.999
+    assert reference.cur_decay_value == pytest.approx(40 / 49)
