@@ -28,13 +28,12 @@ from pathlib import Path
 
 from minisd import train as T
 from minisd.__main__ import _positive_int, _profile
-from minisd.core import get_profile
 from minisd.data import load_captioned_shapes
 from minisd.evaluate import evaluate
 from minisd.reader import format_rate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose measuring this one shares
-from reference_curves import _machine, _rate, checkpoints  # noqa: E402
+from reference_curves import _machine, _rate, checkpoints, parse_with_profile  # noqa: E402
 
 SCRIPT = "benchmarks/recipe_study.py"
 SMALL_UNET = {"block_out_channels": [32, 64], "norm_num_groups": 16}  # a quarter of the cpu UNet's multiply-adds
@@ -143,12 +142,7 @@ def run_recipe(cfg, base, splits, every, progress=True, log=print):
 def main(argv=None):
     "The command line: train the recipes, merge their runs into the results file; returns that file's dict."
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    try:
-        profile = get_profile(args.profile)
-    except ValueError as e:
-        parser.error(f"argument --profile: {e}")
+    argv, args, profile = parse_with_profile(parser, argv)
     steps = args.steps or T.config_for(profile).unet_steps // 2
     out = args.out or Path("assets") / f"recipe_study_{profile.name}.json"
     results = json.loads(out.read_text()) if out.exists() else {"profile": profile.name, "runs": []}

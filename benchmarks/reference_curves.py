@@ -241,15 +241,20 @@ def table(curves):
     return rows
 
 
-def main(argv=None):
-    "The command line; returns the curves dict (or exits with status 2 and one line on a bad argument)."
-    parser = build_parser()
+def parse_with_profile(parser, argv=None):
+    "(argv, args, profile) from a parser with --profile; a bad MINISD_PROFILE is a one-line error like a bad --profile."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
-        profile = get_profile(args.profile)
+        return argv, args, get_profile(args.profile)
     except ValueError as e:  # a bad MINISD_PROFILE when --profile is not given
         parser.error(f"argument --profile: {e}")
+
+
+def main(argv=None):
+    "The command line; returns the curves dict (or exits with status 2 and one line on a bad argument)."
+    parser = build_parser()
+    argv, args, profile = parse_with_profile(parser, argv)
     cfg = T.config_for(profile)
     every = args.every or max(1, cfg.unet_steps // 10)
     if every > cfg.unet_steps:

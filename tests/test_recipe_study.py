@@ -4,11 +4,11 @@ The study's claim is that two runs differ by their recipe alone: the same frozen
 evaluation, and each recipe's fields (and nothing else) in its TrainConfig. This checks that, and what it writes.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from test_reference_curves import load_benchmark
 
 from minisd import train as T
 
@@ -17,10 +17,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "recipe_study.p
 
 @pytest.fixture(scope="module")
 def rs():
-    spec = importlib.util.spec_from_file_location("recipe_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(SCRIPT)
 
 
 @pytest.fixture(scope="module")

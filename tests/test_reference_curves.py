@@ -21,8 +21,9 @@ from minisd.evaluate import evaluate
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "reference_curves.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("reference_curves", SCRIPT)
+def load_benchmark(path=SCRIPT):
+    "A script of benchmarks/ (not a package) as a module, by its path."
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -30,7 +31,7 @@ def _load_script():
 
 @pytest.fixture(scope="module")
 def rc():
-    return _load_script()
+    return load_benchmark()
 
 
 @pytest.fixture(scope="module")
