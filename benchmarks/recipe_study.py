@@ -33,7 +33,7 @@ from minisd.evaluate import evaluate
 from minisd.reader import format_rate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose measuring this one shares
-from reference_curves import _machine, _rate, checkpoints, parse_with_profile  # noqa: E402
+from reference_curves import _machine, _Parser, _rate, checkpoints, parse_with_profile  # noqa: E402
 
 SCRIPT = "benchmarks/recipe_study.py"
 SMALL_UNET = {"block_out_channels": [32, 64], "norm_num_groups": 16}  # a quarter of the cpu UNet's multiply-adds
@@ -55,13 +55,6 @@ RECIPES = {
     "batch_32": ("batch 32, four times the steps", {"unet_batch": 32, "steps_factor": 4.0}),
     "small_unet": ("UNet channels (32, 64), twice the steps", {"unet": SMALL_UNET, "steps_factor": 2.0}),
 }
-
-
-class _Parser(argparse.ArgumentParser):
-    "An argument parser whose errors are one line naming the argument (no usage block)."
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _field(text):
