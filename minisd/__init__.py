@@ -37,6 +37,8 @@ from minisd.tokenizer import CLIPTokenizer
 from minisd.unet import UNet2DConditionModel, pretrained_text_unet
 from minisd.vae import AutoencoderKL, DiagonalGaussianDistribution
 from minisd.vae_training import pretrained_vae
+# EDM's preconditioning and its sampler (chapter 08b_recipes_edm); the import registers the sampler by name
+from minisd.edm_recipe import EDMEulerScheduler, edm_preconditioning
 # several objects per image, captioned in GenEval's task forms (chapter 10a)
 from minisd.scenes import load_scenes, make_scenes, relative_position, render_scenes
 # their exact GenEval-style reader, and the benchmark (chapter 10b)

@@ -16,7 +16,7 @@ from pathlib import Path
 from minisd.cli_edit import edit_command, finetune_command
 from minisd.cli_train import DATASETS, bench_command, demo_command, eval_command, sample_command, train_command
 
-SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "euler", "euler_a", "heun")
+SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "euler", "euler_a", "heun", "edm_euler")
 
 
 def _finite_value(cast, text, what):
@@ -90,6 +90,11 @@ def _recipe_options(p):
     g.add_argument("--mode-scale", type=_finite, help="the mode density's scale, in [-1, 1.75] (default 1.29)")
     g.add_argument("--offset-noise", type=_non_negative, metavar="S",
                    help="offset noise: eps + S N(0, 1) per sample and channel (Guttenberg 2023); 0: off")
+    g.add_argument("--edm-sigma-data", type=_non_negative, metavar="S",
+                   help="EDM's preconditioning (Karras et al. 2022) for data of std S (1 for minisd's scaled latents) "
+                        "and an EDMEulerScheduler folder (sample it with --scheduler edm_euler); 0: off")
+    g.add_argument("--edm-p-mean", type=_finite, help="EDM's training noise levels: log sigma's mean (default -1.2)")
+    g.add_argument("--edm-p-std", type=_finite, help="EDM's training noise levels: log sigma's std, > 0 (default 1.2)")
 
 
 def build_parser():

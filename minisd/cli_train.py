@@ -68,6 +68,9 @@ def recipe_overrides(args, cfg):
         if flag in given and recipe["timestep_sampling"] != density:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --timestep-sampling {density}; "
                              f"timestep_sampling is {recipe['timestep_sampling']!r}")
+    for flag in ("edm_p_mean", "edm_p_std"):
+        if flag in given and not recipe["edm_sigma_data"]:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to EDM: give --edm-sigma-data > 0 too")
     try:
         check_recipe(recipe)
     except ValueError as e:  # name the flags as well as the fields

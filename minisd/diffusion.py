@@ -182,6 +182,16 @@ class SchedulerMixin(ConfigMixin):
     def __len__(self):
         return self.config.num_train_timesteps
 
+    def index_for_timestep(self, timestep, schedule_timesteps=None):
+        """Where `timestep` is in `timesteps` (the second match when it appears twice, as in diffusers: Heun's
+        doubled steps, and image-to-image starting mid-schedule); a value not there is refused."""
+        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
+        indices = (schedule_timesteps == timestep).nonzero()
+        if len(indices) == 0:
+            raise ValueError(f"timestep {float(timestep)} is not one of this scheduler's timesteps; "
+                             "pass the values of `scheduler.timesteps`")
+        return indices[1 if len(indices) > 1 else 0].item()
+
     def scale_model_input(self, sample, timestep=None):
         "Identity: DDPM-family samplers feed x_t to the model unscaled (kept for a uniform loop)."
         return sample

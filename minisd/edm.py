@@ -122,15 +122,6 @@ class _EDMScheduleMixin(SchedulerMixin):
 class _EDMSchedulerMixin(_EDMScheduleMixin):
     "What they share, 2: which step is next, the model's input, and the forward process in these variables."
 
-    def index_for_timestep(self, timestep, schedule_timesteps=None):
-        "Where `timestep` sits in `timesteps` (the second match if it appears twice, as Heun's timesteps do)."
-        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
-        indices = (schedule_timesteps == timestep).nonzero()
-        if len(indices) == 0:
-            raise ValueError(f"timestep {float(timestep)} is not one of this scheduler's timesteps; "
-                             "pass the values of `scheduler.timesteps`")
-        return indices[1 if len(indices) > 1 else 0].item()
-
     def _init_step_index(self, timestep):
         if self.num_inference_steps is None:
             raise ValueError("call set_timesteps(num_inference_steps) before step")

@@ -144,14 +144,6 @@ class FlowMatchEulerDiscreteScheduler(_FlowMatchTimesteps):
     the steps towards high noise. `step` returns x_{t_next} = x_t + (t_next - t) u.
     """
 
-    def index_for_timestep(self, timestep, schedule_timesteps=None):
-        "Where `timestep` is in the schedule (the second match if it repeats, as diffusers does)."
-        schedule_timesteps = self.timesteps if schedule_timesteps is None else schedule_timesteps
-        indices = (schedule_timesteps == timestep).nonzero()
-        if len(indices) == 0:
-            raise ValueError(f"timestep {float(timestep)} is not one of scheduler.timesteps")
-        return indices[1 if len(indices) > 1 else 0].item()
-
     def scale_noise(self, sample, timestep, noise=None):
         "The forward process of flow matching: x_t = (1 - t) x_0 + t eps, t = the sigma of each `timestep`."
         sigmas = self.sigmas.to(device=sample.device, dtype=sample.dtype)

@@ -21,7 +21,8 @@ TIMESTEP_SAMPLING = ("uniform", "logit_normal", "mode")
 MODE_SCALE_RANGE = (-1.0, 2 / (math.pi - 2))  # where the "mode" map stays monotonic (Esser et al. 2024, eq. 20)
 # TrainConfig's recipe fields and their defaults: with these, training is what it was before the recipes
 RECIPE_DEFAULTS = dict(prediction_type="epsilon", zero_terminal_snr=False, min_snr_gamma=0.0,
-                       timestep_sampling="uniform", logit_mean=0.0, logit_std=1.0, mode_scale=1.29, offset_noise=0.0)
+                       timestep_sampling="uniform", logit_mean=0.0, logit_std=1.0, mode_scale=1.29, offset_noise=0.0,
+                       edm_sigma_data=0.0, edm_p_mean=-1.2, edm_p_std=1.2)
 
 # %% ../chapters/08b_recipes.ipynb #85886d96
 def recipe_of(config):
@@ -35,6 +36,8 @@ def check_recipe(recipe):
 
     Zero terminal SNR needs a target other than eps: at t = T the input x_T = eps exactly, so "predict eps"
     is the identity there and x_0 = (x_T - sqrt(1 - abar_T) eps) / sqrt(abar_T) divides by sqrt(abar_T) = 0.
+    EDM (edm_sigma_data > 0) replaces SD's schedule, its timesteps and its targets, so the recipes written
+    on them (zero terminal SNR, min-SNR, timestep densities, x_0) are refused with it.
     """
     unknown = set(recipe) - set(RECIPE_DEFAULTS)
     if unknown:
@@ -45,14 +48,22 @@ def check_recipe(recipe):
     if r["zero_terminal_snr"] and r["prediction_type"] == "epsilon":
         raise ValueError("zero_terminal_snr needs prediction_type 'v_prediction' or 'sample', not 'epsilon': at "
                          "SNR = 0 the noisy input is the noise itself, and x_0 cannot be recovered from it")
-    for name in ("min_snr_gamma", "offset_noise", "logit_mean", "logit_std", "mode_scale"):
+    for name in ("min_snr_gamma", "offset_noise", "logit_mean", "logit_std", "mode_scale", "edm_sigma_data",
+                 "edm_p_mean", "edm_p_std"):
         if not math.isfinite(r[name]):
             raise ValueError(f"{name} must be a finite number; got {r[name]!r}")
-    for name in ("min_snr_gamma", "offset_noise"):
+    for name in ("min_snr_gamma", "offset_noise", "edm_sigma_data"):
         if r[name] < 0:
             raise ValueError(f"{name} must be >= 0 (0 turns it off); got {r[name]!r}")
-    if r["logit_std"] <= 0:
-        raise ValueError(f"logit_std must be > 0; got {r['logit_std']!r}")
+    for name in ("logit_std", "edm_p_std"):
+        if r[name] <= 0:
+            raise ValueError(f"{name} must be > 0; got {r[name]!r}")
+    sd_only = [k for k in ("zero_terminal_snr", "min_snr_gamma", "timestep_sampling") if r[k] != RECIPE_DEFAULTS[k]]
+    sd_only += ["prediction_type"] if r["prediction_type"] == "sample" else []
+    if r["edm_sigma_data"] and sd_only:
+        raise ValueError(f"edm_sigma_data > 0 (EDM) has its own noise levels and target; {sd_only[0]}="
+                         f"{r[sd_only[0]]!r} belongs to SD's schedule (EDM's prediction_type is epsilon or "
+                         "v_prediction, the sign of c_out)")
     low, high = MODE_SCALE_RANGE
     if not low <= r["mode_scale"] <= high:
         raise ValueError(f"mode_scale must be in [{low:g}, {high:.4f}] (2 / (pi - 2)), where the mode density's map "
@@ -167,11 +178,15 @@ def draw_noise_and_timesteps(recipe, batch_size, shape, generator, num_train_tim
 
     Noise first, then t (`sample_timesteps`), then the noise's offset (`offset_noise`): with the default
     recipe these are the `torch.randn` and `torch.randint` draws chapter 08b always made, in that order.
+    With EDM (edm_sigma_data > 0), t holds each sample's noise level sigma (float) instead.
     """
     r = recipe_of(recipe)
     noise = torch.randn((batch_size, *shape), generator=generator)
-    t = sample_timesteps(batch_size, generator, r["timestep_sampling"], num_train_timesteps, r["logit_mean"],
-                         r["logit_std"], r["mode_scale"])
+    if r["edm_sigma_data"]:  # EDM: in t's place the noise levels, log sigma ~ N(P_mean, P_std^2)
+        t = (r["edm_p_mean"] + r["edm_p_std"] * torch.randn(batch_size, generator=generator)).exp()
+    else:
+        t = sample_timesteps(batch_size, generator, r["timestep_sampling"], num_train_timesteps, r["logit_mean"],
+                             r["logit_std"], r["mode_scale"])
     return offset_noise(noise, r["offset_noise"], generator), t
 
 # %% ../chapters/08b_recipes.ipynb #14bbf8e9

@@ -21,11 +21,10 @@ from tqdm.auto import tqdm
 from .clip import train_mini_clip
 from .core import get_device, get_profile, seed_everything
 from .data import images_to_tensor, load_captioned_shapes
-from .diffusion import DDPMScheduler
 from .modeling import claim_folder, save_whole
 from .pipeline import StableDiffusionPipeline
-from .recipes import (check_recipe, diffusion_loss, draw_noise_and_timesteps, fold_latent_stats, recipe_of,
-                            recipe_scheduler_config)
+from .edm_recipe import EDMEulerScheduler, model_input, recipe_sampler, recipe_target, training_schedule
+from .recipes import check_recipe, diffusion_loss, draw_noise_and_timesteps, fold_latent_stats, recipe_of
 from .sampling import DDIMScheduler
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
@@ -33,7 +32,7 @@ from .training_utils import (
     STATE_NAME, average_over_processes, barrier, computed_once, load_training_state,
     main_process_first, mixed_precision_autocast, optimizer_step, random_crops, rank, save_training_state,
     UNetWithTextEncoder, load_stage, start_from, world_size, wrap_for_processes)
-from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel, training_target
+from .unet import UNet2DConditionModel
 from .vae_training import decode_latents, encode_images, psnr, train_vae
 from .vae import AutoencoderKL
 
@@ -77,9 +76,10 @@ class TrainConfig:
     logit_std: float = 1.0
     mode_scale: float = 1.29
     offset_noise: float = 0.0  # > 0: eps + s N(0, 1) per (sample, channel), Guttenberg 2023; 0: off
-    # fine-tuning (chapter 10c): a pipeline folder whose weights are the start, its text encoder kept unless
-    # text_encoder_lr; vae and unet must then be its architectures, which `fine_tune_config` copies. "": scratch
-    init_from: str = ""
+    edm_sigma_data: float = 0.0  # > 0: EDM (Karras et al. 2022): preconditioning for data of this std; 0: off
+    edm_p_mean: float = -1.2  # EDM's noise levels in training: log sigma ~ N(edm_p_mean, edm_p_std^2)
+    edm_p_std: float = 1.2
+    init_from: str = ""  # fine-tuning (chapter 10c): start from this pipeline folder (`fine_tune_config`); "": scratch
     text_encoder_lr: float = 0.0  # > 0: the text encoder trains with the UNet at this peak lr; 0: frozen, cached
 
     def __post_init__(self):
@@ -193,12 +193,12 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     """Stage 3: the UNet on cached latents; the VAE frozen, and the text encoder too unless cfg.text_encoder_lr > 0.
 
     Each step: latents z_0 of a batch, t ~ U{0..999}, eps ~ N(0, I), z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps;
-    loss = |eps - unet(z_t, t, text)|^2, or what cfg's recipe fields make of it (chapter 08b_recipes). The text is
-    the empty prompt with probability cfg.caption_dropout (the unconditional model that guidance needs). AdamW,
-    warm-up and cosine decay, gradient clipping, EMA weights for sampling. A checkpoint every cfg.checkpoint_every
-    steps; with `resume`, training continues from the last one exactly (the checkpoint, not cfg.init_from, is
-    the start); `stop_after` ends early. Returns (ema, losses, metrics): the EMA weights in eval mode (the UNet,
-    or the pair), every step's loss from step 0, and a summary.
+    loss = |eps - unet(z_t, t, text)|^2, or what cfg's recipe fields make of it (chapters 08b_recipes and
+    08b_recipes_edm). The text is the empty prompt with probability cfg.caption_dropout (the unconditional
+    model that guidance needs). AdamW, warm-up and cosine decay, gradient clipping, EMA weights for sampling.
+    A checkpoint every cfg.checkpoint_every steps; with `resume`, training continues from the last one exactly
+    (the checkpoint, not cfg.init_from, is the start); `stop_after` ends early. Returns (ema, losses, metrics):
+    the EMA weights in eval mode (the UNet, or the pair), every step's loss from step 0, and a summary.
     """
     device = torch.device(device) if device is not None else get_device()
     folder, main = Path(folder), rank() == 0
@@ -228,7 +228,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     if resume and (folder / STATE_NAME).exists():  # every process reads rank 0's checkpoint
         start, losses = load_training_state(folder / STATE_NAME, unet, ema, optimizer, generator)
     recipe = recipe_of(cfg)
-    noise_schedule = DDPMScheduler(**SD_NOISE_SCHEDULE, **recipe_scheduler_config(recipe))
+    noise_schedule = training_schedule(recipe)  # SD's DDPM schedule with the recipe's keys, or EDM's
     model = wrap_for_processes(unet, device)  # several processes: DDP averages the gradients in backward()
     model = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="train UNet",
@@ -245,10 +245,10 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         idx, noise, t, drop = (x[mine].to(device) for x in (idx, noise, t, drop))
         z0 = latents[idx]  # (B, 4, h, w); B = cfg.unet_batch / processes
         text = torch.where(drop.view(-1, *[1] * (states.dim() - 1)), empty, states[caption_idx[idx]])
-        zt = noise_schedule.add_noise(z0, noise, t)
+        zt, t_in = model_input(noise_schedule, z0, noise, t)  # (z_t, t); with EDM (c_in z, c_noise)
         with amp:
-            pred = model(zt, t, text)
-        target = training_target(noise_schedule, z0, noise, t)  # eps (the default), v or z_0
+            pred = model(zt, t_in, text)
+        target = recipe_target(noise_schedule, z0, noise, t)  # eps (the default), v or z_0; with EDM its F
         loss = diffusion_loss(pred.float(), target, t, noise_schedule, cfg.min_snr_gamma)  # gamma 0: plain MSE
         value = average_over_processes(loss.detach()).item()  # the whole batch's loss, the same on every rank
         if not math.isfinite(value):  # stop before the update: the weights and the last checkpoint stay good
@@ -305,19 +305,20 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
                                                      device, resume=resume, stop_after=stop_after, progress=progress)
             report.update(metrics, unet_seconds=time.time() - t0)
-            unet, text_encoder = (unet.unet, unet.text_encoder) if cfg.text_encoder_lr > 0 else (unet, text_encoder)
-            scheduler = DDIMScheduler(**SD_NOISE_SCHEDULE, set_alpha_to_one=False,  # the recipe's sampler
-                                      **recipe_scheduler_config(recipe_of(cfg), sampling=True))
+            joint = cfg.text_encoder_lr > 0  # the pair trained: unpack it, and save the encoder below
+            unet, text_encoder = (unet.unet, unet.text_encoder) if joint else (unet, text_encoder)
+            scheduler = recipe_sampler(recipe_of(cfg))  # DDIM with the recipe's keys, or EDM's Euler
         else:  # the UNet and the sampler saved with it, if it was trained yet
             unet = load_stage(UNet2DConditionModel, folder / "unet", "unet", required=False)
-            scheduler = unet and load_stage(DDIMScheduler, folder / "scheduler", "unet")
+            sampler = EDMEulerScheduler if cfg.edm_sigma_data else DDIMScheduler
+            scheduler = load_stage(sampler, folder / "scheduler", "unet") if unet is not None else None
         parts = (vae, text_encoder, unet)  # a stage alone in a new folder (--stage vae, then text): no pipeline yet
         pipe = None if any(p is None for p in parts) else StableDiffusionPipeline(
             vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
         if main and "unet" in stages:  # the new parts; the VAE and text encoder folders are already whole
             (folder / "unet_losses.json").write_text(json.dumps([round(x, 5) for x in losses]))
             save_whole(unet, folder / "unet")
-            if cfg.text_encoder_lr > 0:  # it trained too
+            if joint:
                 save_whole(text_encoder, folder / "text_encoder")
             save_whole(scheduler, folder / "scheduler")
             pipe.save_model_index(folder)

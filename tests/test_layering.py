@@ -20,6 +20,7 @@ LAYERS = [
     {"sampling", "edm", "guidance", "text_encoder", "clip", "cvae", "unet"},
     {"pipeline"},
     {"recipes"},
+    {"edm_recipe"},
     {"training_utils"},
     {"train"},
     {"evaluate"},
