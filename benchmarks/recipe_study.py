@@ -5,12 +5,13 @@
 Every recipe trains the UNet stage only, on the same frozen VAE and mini CLIP text encoder (the folder BASE;
 `python -m minisd train --stage vae --out BASE` and `--stage text` make it, or this script does when BASE has
 none), so the curves differ by the recipe alone. A recipe is a set of `TrainConfig` fields (RECIPES below: the
-flags of chapter 08b_recipes, the learning rate, warm-up, batch, EMA and model size); --set adds fields to all
-of them for a one-off trial. Each run trains in exact-resume chunks of --every steps, as
+flags of chapters 08b_recipes and 08b_recipes_edm, the learning rate, warm-up, batch, EMA and model size); --set
+adds fields to all of them for a one-off trial. Each run trains in exact-resume chunks of --every steps, as
 benchmarks/reference_curves.py does, and after each chunk measures all-attribute adherence on the same 96 test
-and 96 held-out prompts (20 DDIM steps, guidance 4, sampling seed 0, whatever the training seed), kept as hits /
-n / abstained with Wilson 95% intervals. "unet_seconds" is the training time an uninterrupted run spends to get
-there (the one-off encoding of the training set included, evaluation and chunk reloading left out).
+and 96 held-out prompts (20 DDIM steps, or EDM's Euler for `edm`; guidance 4, sampling seed 0, whatever the
+training seed), kept as hits / n / abstained with Wilson 95% intervals. "unet_seconds" is the training time an
+uninterrupted run spends to get there (the one-off encoding of the training set included, evaluation and chunk
+reloading left out).
 
 Results accumulate in --out (default assets/recipe_study_<profile>.json), one entry per (recipe, seed), each
 with its command, machine and date; a rerun of the same pair replaces its entry. Chapter 14 reads that file.
@@ -29,11 +30,9 @@ from pathlib import Path
 from minisd import train as T
 from minisd.__main__ import _positive_int, _profile
 from minisd.data import load_captioned_shapes
-from minisd.evaluate import evaluate
-from minisd.reader import format_rate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose measuring this one shares
-from reference_curves import _machine, _Parser, _rate, checkpoints, parse_with_profile  # noqa: E402
+from reference_curves import _machine, _Parser, parse_with_profile, train_in_chunks  # noqa: E402
 
 SCRIPT = "benchmarks/recipe_study.py"
 SMALL_UNET = {"block_out_channels": [32, 64], "norm_num_groups": 16}  # a quarter of the cpu UNet's multiply-adds
@@ -47,6 +46,8 @@ RECIPES = {
     "v_pred": ("v-prediction, the ordinary schedule", {"prediction_type": "v_prediction"}),
     "logit_normal": ("logit-normal timesteps (0, 1)", {"timestep_sampling": "logit_normal"}),
     "offset_noise": ("offset noise 0.1", {"offset_noise": 0.1}),
+    "edm": ("EDM's preconditioning and log-normal sigma (sigma_data 1), sampled by EDM Euler",
+            {"edm_sigma_data": 1.0}),
     "lr_2e-3": ("peak learning rate 2e-3 (default 1e-3)", {"unet_lr": 2e-3}),
     "lr_4e-3": ("peak learning rate 4e-3", {"unet_lr": 4e-3}),
     "no_ema": ("sampling from the raw weights (no EMA)", {"ema_decay": 0.0}),
@@ -106,27 +107,14 @@ def ensure_base(profile, base, progress=True):
     return splits
 
 
-def run_recipe(cfg, base, splits, every, progress=True, log=print):
+def run_recipe(cfg, base, splits, every, progress=True):
     """Train `cfg`'s UNet on `base`'s frozen stages in chunks, evaluating after each; returns the run's dict."""
-    points, unet_seconds = [], 0.0
-    steps = checkpoints(cfg.unet_steps, every)
     with tempfile.TemporaryDirectory(prefix="minisd-recipe-") as tmp:
         folder = Path(tmp)
         for part in ("vae", "text_encoder", "tokenizer"):
             shutil.copytree(base / part, folder / part)
-        for i, k in enumerate(steps):
-            pipe, report = T.train(cfg, folder, stages=("unet",), resume=True, splits=splits, progress=progress,
-                                   stop_after=k)
-            if i == 0:  # the whole stage: the training set's encoding included
-                unet_seconds += report["unet_seconds"]
-            else:  # the loop alone, as an uninterrupted run would spend it
-                unet_seconds += cfg.unet_batch * (k - steps[i - 1]) / report["unet_images_per_second"]
-            ev = evaluate(pipe, splits, cfg.eval_prompts, cfg.eval_steps, cfg.eval_guidance, seed=0, n_diversity=1)
-            points.append({"step": k, "unet_seconds": unet_seconds, "test": _rate(ev["test"]),
-                           "heldout": _rate(ev["heldout"])})
-            log(f"  step {k}/{cfg.unet_steps}, {unet_seconds / 60:.2f} min: "
-                f"test {format_rate(ev['test']['hits'], ev['test']['n'], ev['test']['abstained'])}, "
-                f"held-out {format_rate(ev['heldout']['hits'], ev['heldout']['n'], ev['heldout']['abstained'])}", flush=True)
+        points, report, _ = train_in_chunks(cfg, folder, splits, every, stages=("unet",), eval_seed=0,
+                                            progress=progress)
         losses = json.loads((folder / "unet_losses.json").read_text())
     return {"points": points, "unet_losses": [round(x, 4) for x in losses], "unet_batch": cfg.unet_batch,
             "unet_steps": cfg.unet_steps, "unet_parameters": report["unet_parameters"]}

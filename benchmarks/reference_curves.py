@@ -121,37 +121,57 @@ def _machine():
             "processor": platform.processor(), "cpu_model": model, "torch_threads": torch.get_num_threads()}
 
 
-def run_curves(cfg, folder, every, progress=True, log=print):
+def train_in_chunks(cfg, folder, splits, every, stages=T.STAGES, eval_seed=None, n_diversity=1, progress=True):
+    """Train `cfg`'s `stages` into `folder` in exact-resume chunks of `every` UNet steps, evaluating after each.
+
+    Each point holds the step, the UNet's training minutes so far as an uninterrupted run spends them (the
+    first chunk's whole stage, the one-off encoding of the training set included, then each later chunk's
+    images / images per second), and test and held-out adherence (`_rate`) at cfg's evaluation settings,
+    sampled with `eval_seed` (default cfg.seed) by DDIM (EDM's Euler for an EDM recipe); with n_diversity > 1
+    also the diversity. Returns (points, the first chunk's train report, the seconds spent evaluating); prints
+    a line per point.
+    """
+    points, unet_seconds, eval_seconds, first = [], 0.0, 0.0, None
+    steps = checkpoints(cfg.unet_steps, every)
+    for i, k in enumerate(steps):
+        pipe, report = T.train(cfg, folder, stages=stages, resume=True, splits=splits, progress=progress,
+                               stop_after=k)
+        if i == 0:
+            first = report
+            unet_seconds += report["unet_seconds"]
+        else:  # the loop alone: an uninterrupted run encodes the training set once, not once per chunk
+            unet_seconds += cfg.unet_batch * (k - steps[i - 1]) / report["unet_images_per_second"]
+        t0 = time.time()
+        ev = evaluate(pipe, splits, cfg.eval_prompts, cfg.eval_steps, cfg.eval_guidance,
+                      cfg.seed if eval_seed is None else eval_seed, n_diversity=n_diversity,
+                      scheduler="edm_euler" if cfg.edm_sigma_data else "ddim")  # an EDM model's own sampler
+        eval_seconds += time.time() - t0
+        point = {"step": k, "unet_seconds": unet_seconds, "test": _rate(ev["test"]), "heldout": _rate(ev["heldout"])}
+        if n_diversity > 1:
+            point["diversity"] = ev["diversity"]
+        points.append(point)
+        print(f"[{i + 1}/{len(steps)}] step {k}/{cfg.unet_steps}, {unet_seconds / 60:.2f} min of UNet training: "
+            f"test {format_rate(ev['test']['hits'], ev['test']['n'], ev['test']['abstained'])}, "
+            f"held-out {format_rate(ev['heldout']['hits'], ev['heldout']['n'], ev['heldout']['abstained'])}",
+            flush=True)
+    return points, first, eval_seconds
+
+
+def run_curves(cfg, folder, every, progress=True):
     """Train `cfg` into `folder` in chunks of `every` UNet steps, evaluating after each; returns the curves dict."""
     splits = load_captioned_shapes(cfg.profile, seed=cfg.seed)
-    histories, points, stage_seconds = {}, [], {}
-    unet_seconds, eval_seconds = 0.0, 0.0
-    steps = checkpoints(cfg.unet_steps, every)
+    histories = {}
     with recording(histories):
-        for i, k in enumerate(steps):
-            pipe, report = T.train(cfg, folder, resume=True, splits=splits, progress=progress, stop_after=k)
-            if i == 0:
-                stage_seconds = {"vae": report["vae_seconds"], "text": report["text_seconds"]}
-                unet_seconds += report["unet_seconds"]
-            else:  # the loop alone: an uninterrupted run encodes the training set once, not once per chunk
-                unet_seconds += cfg.unet_batch * (k - steps[i - 1]) / report["unet_images_per_second"]
-            t0 = time.time()
-            ev = evaluate(pipe, splits, cfg.eval_prompts, cfg.eval_steps, cfg.eval_guidance, cfg.seed,
-                          n_diversity=min(8, cfg.eval_prompts))
-            eval_seconds += time.time() - t0
-            point = {"step": k, "unet_seconds": unet_seconds, "test": _rate(ev["test"]),
-                     "heldout": _rate(ev["heldout"]), "diversity": ev["diversity"]}
-            points.append(point)
-            log(f"[{i + 1}/{len(steps)}] step {k}/{cfg.unet_steps}, {unet_seconds / 60:.2f} min of UNet training: "
-                f"test {format_rate(ev['test']['hits'], ev['test']['n'], ev['test']['abstained'])}, "
-                f"held-out {format_rate(ev['heldout']['hits'], ev['heldout']['n'], ev['heldout']['abstained'])}")
+        points, first, eval_seconds = train_in_chunks(cfg, folder, splits, every, n_diversity=min(8, cfg.eval_prompts),
+                                                      progress=progress)
     unet_losses = json.loads((Path(folder) / "unet_losses.json").read_text())
     return {"profile": cfg.profile, "every": every,
             "eval": {"prompts_per_split": cfg.eval_prompts, "ddim_steps": cfg.eval_steps,
                      "guidance": cfg.eval_guidance, "seed": cfg.seed, "metric": "all-attribute adherence"},
             "losses": {"vae": histories.get("vae"), "clip": histories.get("clip"), "unet": unet_losses},
             "points": points,
-            "seconds": {**stage_seconds, "unet": unet_seconds, "evaluation": eval_seconds},
+            "seconds": {"vae": first["vae_seconds"], "text": first["text_seconds"],
+                        "unet": points[-1]["unet_seconds"], "evaluation": eval_seconds},
             "unet_images_per_step": cfg.unet_batch}
 
 
