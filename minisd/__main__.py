@@ -65,7 +65,8 @@ def _sampling_options(p):
     p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=_non_negative, default=4.0,
                    help="classifier-free guidance scale (default: %(default)s)")
-    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim", help="sampler (default: %(default)s)")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
+                   help="sampler (default: %(default)s, or edm_euler for a folder trained with --edm-sigma-data)")
 
 
 def _finite(text):

@@ -158,7 +158,7 @@ def sample_command(args):
 
     if _pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
         return _sample_sd3(args)
-    pipe = load_pipeline(args.checkpoint, args.scheduler)
+    pipe = load_pipeline(args.checkpoint, _sampler(args.checkpoint, args.scheduler))
     generator = torch.Generator().manual_seed(args.seed)
     images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator,
                   height=args.height, width=args.width, guidance_rescale=args.guidance_rescale)
@@ -174,7 +174,8 @@ def eval_command(args):
 
     pipe = load_pipeline(args.checkpoint)
     splits = load_captioned_shapes(get_profile(args.profile))
-    report = evaluate.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed, args.scheduler)
+    report = evaluate.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed,
+                               _sampler(args.checkpoint, args.scheduler))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -215,12 +216,35 @@ def _sample_sd3(args):
     print(f"wrote {len(args.prompt)} image(s) to {args.out}")
 
 
+def _model_index(folder):
+    "A folder's model_index.json as a dict, or {} when it cannot be read."
+    try:
+        index = json.loads((Path(folder) / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
 def _pipeline_class(folder):
     "The `_class_name` in a folder's model_index.json, or None when it cannot be read."
-    try:
-        return json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _model_index(folder).get("_class_name")
+
+
+def _sampler(folder, name):
+    """`--scheduler` NAME for `folder`: its default, ddim, stands for an EDM folder's own sampler (edm_euler), and a
+    sampler of the other parametrisation (chapter 08b_recipes_edm) is refused in one line."""
+    saved = _model_index(folder).get("scheduler")
+    saved = saved[-1] if isinstance(saved, list) and saved else None
+    if saved is None:  # no readable folder: load_pipeline says what is wrong
+        return name
+    edm = saved == "EDMEulerScheduler"
+    if edm and name == "ddim":
+        return "edm_euler"
+    if edm != (name == "edm_euler"):
+        raise ValueError(f"--scheduler {name} cannot sample {folder}: its model was trained " + (
+            "with EDM's preconditioning; use --scheduler edm_euler" if edm else
+            f"on SD's DDPM schedule (its sampler is {saved}); edm_euler is for folders trained with --edm-sigma-data"))
+    return name
 
 
 def bench_command(args):
@@ -234,7 +258,8 @@ def bench_command(args):
         generate = "real"
     else:
         pipe = load_pipeline(Path(args.checkpoint))
-        generate = scene_benchmark.pipeline_generator(pipe, args.steps, args.guidance, args.scheduler)
+        generate = scene_benchmark.pipeline_generator(pipe, args.steps, args.guidance,
+                                                      _sampler(args.checkpoint, args.scheduler))
         command += f" --steps {args.steps} --guidance {args.guidance:g} --scheduler {args.scheduler}"
     for flag, value in (("--images-per-prompt", args.images_per_prompt), ("--prompts-per-task", args.prompts_per_task)):
         if value is not None:

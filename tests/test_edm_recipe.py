@@ -212,3 +212,23 @@ def test_cli_edm_flags(capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert build_parser().parse_args(["sample", "--prompt", "a", "--scheduler", "edm_euler"]).scheduler == "edm_euler"
+
+
+def test_the_command_line_samples_an_edm_folder_with_its_own_sampler(tiny_parts, tmp_path, capsys):
+    from minisd.__main__ import main
+
+    folder = tmp_path / "edm"
+    _train_folder(tiny_parts, folder, **EDM)
+    sample = ["sample", "--checkpoint", str(folder), "--prompt", "a red circle", "--steps", "2"]
+    assert main([*sample, "--out", str(tmp_path / "a.png")]) == 0  # the default, ddim, means its own sampler
+    assert main([*sample, "--scheduler", "edm_euler", "--out", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    capsys.readouterr()
+    assert main([*sample, "--scheduler", "euler", "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "use --scheduler edm_euler" in err and err.count("\n") == 1, err
+    sd = tmp_path / "sd"
+    _train_folder(tiny_parts, sd)
+    assert main(["sample", "--checkpoint", str(sd), "--prompt", "a", "--scheduler", "edm_euler", "--steps", "2",
+                 "--out", str(tmp_path / "d.png")]) == 2
+    assert "edm_euler is for folders trained with --edm-sigma-data" in capsys.readouterr().err
