@@ -135,13 +135,8 @@ def threshold_sample(sample, dynamic_thresholding_ratio=0.995, sample_max_value=
     return (flat.clamp(-s, s) / s).reshape(b, *rest).to(dtype)
 
 # %% ../chapters/05_diffusion.ipynb #177d7e95
-class SchedulerMixin(ConfigMixin):
-    """What every scheduler shares: its noise schedule, config files (chapter 00c), and the forward process.
-
-    Subclasses define `__init__` decorated with `register_to_config`; `_known_off` lists diffusers
-    config keys this class accepts only at the given value. A config written by any other scheduler
-    class lends the keys both take (diffusers' schedulers share one config space).
-    """
+class _SchedulerFiles(ConfigMixin):
+    "Step 1 of `SchedulerMixin` (below): the config and its file (chapter 00c), and the noise schedule it makes."
 
     config_name = "scheduler_config.json"  # diffusers' file name
     order = 1
@@ -181,6 +176,16 @@ class SchedulerMixin(ConfigMixin):
 
     def __len__(self):
         return self.config.num_train_timesteps
+
+
+# %% ../chapters/05_diffusion.ipynb #177d7e96
+class SchedulerMixin(_SchedulerFiles):
+    """Step 2: what every scheduler shares, on top of step 1: the step lookup and the forward process.
+
+    Subclasses define `__init__` decorated with `register_to_config`; `_known_off` lists diffusers
+    config keys this class accepts only at the given value. A config written by any other scheduler
+    class lends the keys both take (diffusers' schedulers share one config space).
+    """
 
     def index_for_timestep(self, timestep, schedule_timesteps=None):
         """Where `timestep` is in `timesteps` (the second match when it appears twice, as in diffusers: Heun's
