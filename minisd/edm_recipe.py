@@ -102,7 +102,7 @@ class EDMEulerScheduler(_EDMNoiseLevels):
     """
 
     def precondition_inputs(self, sample, sigma):
-        return sample * (1 / ((sigma**2 + self.config.sigma_data**2) ** 0.5))
+        return sample * edm_preconditioning(torch.as_tensor(sigma), self.config.sigma_data)[2]  # c_in x
 
     def precondition_outputs(self, sample, model_output, sigma):
         c_skip, c_out, _, _ = edm_preconditioning(torch.as_tensor(sigma), self.config.sigma_data,
