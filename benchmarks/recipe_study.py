@@ -4,14 +4,14 @@
 
 Every recipe trains the UNet stage only, on the same frozen VAE and mini CLIP text encoder (the folder BASE;
 `python -m minisd train --stage vae --out BASE` and `--stage text` make it, or this script does when BASE has
-none), so the curves differ by the recipe alone. A recipe is a set of `TrainConfig` fields (RECIPES below: the
-flags of chapters 08b_recipes and 08b_recipes_edm, the learning rate, warm-up, batch, EMA and model size); --set
-adds fields to all of them for a one-off trial. Each run trains in exact-resume chunks of --every steps, as
-benchmarks/reference_curves.py does, and after each chunk measures all-attribute adherence on the same 96 test
-and 96 held-out prompts (20 DDIM steps, or EDM's Euler for `edm`; guidance 4, sampling seed 0, whatever the
-training seed), kept as hits / n / abstained with Wilson 95% intervals. "unet_seconds" is the training time an
-uninterrupted run spends to get there (the one-off encoding of the training set included, evaluation and chunk
-reloading left out).
+none), so the curves differ by the recipe alone. A recipe is a set of `TrainConfig` fields set on SD's recipe
+(`SD_RECIPE`, the `baseline`; RECIPES below: the flags of chapters 08b_recipes and 08b_recipes_edm, the learning
+rate, warm-up, batch, EMA and model size); --set adds fields to all of them for a one-off trial. Each run trains
+in exact-resume chunks of --every steps, as benchmarks/reference_curves.py does, and after each chunk measures
+all-attribute adherence on the same 96 test and 96 held-out prompts (20 DDIM steps, or EDM's Euler for `edm`;
+guidance 4, sampling seed 0, whatever the training seed), kept as hits / n / abstained with Wilson 95%
+intervals. "unet_seconds" is the training time an uninterrupted run spends to get there (the one-off encoding of
+the training set included, evaluation and chunk reloading left out).
 
 Results accumulate in --out (default assets/recipe_study_<profile>.json), one entry per (recipe, seed), each
 with its command, machine and date; a rerun of the same pair replaces its entry. Chapter 14 reads that file.
@@ -30,6 +30,7 @@ from pathlib import Path
 from minisd import train as T
 from minisd.__main__ import _positive_int, _profile
 from minisd.data import load_captioned_shapes
+from minisd.recipes import CPU_RECIPE, SD_RECIPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose measuring this one shares
 from reference_curves import _machine, _Parser, parse_with_profile, train_in_chunks  # noqa: E402
@@ -39,7 +40,8 @@ SMALL_UNET = {"block_out_channels": [32, 64], "norm_num_groups": 16}  # a quarte
 
 # name -> (what it changes, the TrainConfig fields it sets; "unet" entries update the profile's UNet config)
 RECIPES = {
-    "baseline": ("the profile's default recipe", {}),
+    "baseline": ("SD's recipe (peak lr 1e-3, the plain noise MSE): the cpu profile's default before this study", {}),
+    "cpu_default": ("the cpu profile's default since this study: min-SNR 5, peak lr 2e-3", CPU_RECIPE),
     "min_snr_5": ("min-SNR-gamma weighting, gamma 5", {"min_snr_gamma": 5.0}),
     "v_zero_snr": ("v-prediction with zero terminal SNR and trailing steps",
                    {"prediction_type": "v_prediction", "zero_terminal_snr": True}),
@@ -48,7 +50,7 @@ RECIPES = {
     "offset_noise": ("offset noise 0.1", {"offset_noise": 0.1}),
     "edm": ("EDM's preconditioning and log-normal sigma (sigma_data 1), sampled by EDM Euler",
             {"edm_sigma_data": 1.0}),
-    "lr_2e-3": ("peak learning rate 2e-3 (default 1e-3)", {"unet_lr": 2e-3}),
+    "lr_2e-3": ("peak learning rate 2e-3 (SD's 1e-3)", {"unet_lr": 2e-3}),
     "lr_4e-3": ("peak learning rate 4e-3", {"unet_lr": 4e-3}),
     "no_ema": ("sampling from the raw weights (no EMA)", {"ema_decay": 0.0}),
     "ema_0.99": ("EMA decay capped at 0.99", {"ema_decay": 0.99}),
@@ -91,7 +93,7 @@ def build_parser():
 
 def recipe_config(profile, name, steps, extra=()):
     "The TrainConfig of recipe `name` at `steps` steps of the profile's batch (scaled by its steps_factor)."
-    base = T.config_for(profile)
+    base = T.config_for(profile, **SD_RECIPE)  # every recipe is a change to SD's, whatever the profile's default
     fields = {**RECIPES[name][1], **dict(extra)}
     factor = fields.pop("steps_factor", 1.0)
     if "unet" in fields:

@@ -24,7 +24,7 @@ from .data import images_to_tensor, load_captioned_shapes
 from .flow import FlowMatchEulerDiscreteScheduler
 from .mmdit import SD3Transformer2DModel
 from .modeling import claim_folder, save_whole
-from .recipes import compute_density_for_timestep_sampling, timesteps_from_u
+from .recipes import SD_RECIPE, compute_density_for_timestep_sampling, timesteps_from_u
 from .sd3_pipeline import CLIPTextModelWithProjection, StableDiffusion3Pipeline
 from .tokenizer import CLIPTokenizer
 from .train import TrainConfig, config_for, train_vae_stage
@@ -81,7 +81,7 @@ def mmdit_config(profile=None, **overrides):
     would cost about twice the time per step), width 128, 4 blocks; gpu: patch size 2, width 256, 8 blocks.
     """
     p = get_profile(profile)
-    base = config_for(p)
+    base = config_for(p, **SD_RECIPE)  # min-SNR off: the velocity loss has its own weighting (the t density)
     side = p.image_size // 4  # the VAE has three blocks: factor 4
     patch = 2  # SD3's; the notebook's timing cell measures patch size 1 against it
     heads = p.pick(quick=2, cpu=4, gpu=8)

@@ -23,9 +23,9 @@ from .core import get_device, get_profile, seed_everything
 from .data import images_to_tensor, load_captioned_shapes
 from .modeling import claim_folder, save_whole
 from .pipeline import StableDiffusionPipeline
-from .edm_recipe import EDMEulerScheduler, model_input, recipe_sampler, recipe_target, training_schedule
-from .recipes import check_recipe, diffusion_loss, draw_noise_and_timesteps, fold_latent_stats, recipe_of
-from .sampling import DDIMScheduler
+from .edm_recipe import model_input, recipe_sampler, recipe_target, training_schedule
+from .recipes import (CPU_RECIPE, SD_RECIPE, check_recipe, diffusion_loss, draw_noise_and_timesteps,
+                      fold_latent_stats, recipe_of)
 from .text_encoder import CLIPTextModel
 from .tokenizer import CLIPTokenizer
 from .training_utils import (
@@ -102,6 +102,7 @@ def config_for(profile=None, **overrides):
                   down_block_types=["CrossAttnDownBlock2D"] * levels, up_block_types=["CrossAttnUpBlock2D"] * levels,
                   norm_num_groups=p.pick(quick=8, cpu=32, gpu=32), attention_head_dim=p.pick(quick=2, cpu=4, gpu=8)),
         unet_steps=p.pick(quick=12, cpu=1000, gpu=6000), unet_batch=p.pick(quick=16, cpu=128, gpu=256),
+        **p.pick(quick=SD_RECIPE, cpu=CPU_RECIPE, gpu=SD_RECIPE),  # gpu: chapter 14 has not measured it yet
         checkpoint_every=p.pick(quick=5, cpu=200, gpu=1000), eval_prompts=p.pick(quick=6, cpu=96, gpu=256),
         eval_steps=p.pick(quick=4, cpu=20, gpu=20), warmup=p.pick(quick=2, cpu=100, gpu=300),
         sweep_guidances=p.pick(quick=(1.0, 4.0), cpu=(1.0, 2.0, 4.0, 7.0), gpu=(1.0, 2.0, 4.0, 7.0)),
@@ -308,10 +309,9 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             joint = cfg.text_encoder_lr > 0  # the pair trained: unpack it, and save the encoder below
             unet, text_encoder = (unet.unet, unet.text_encoder) if joint else (unet, text_encoder)
             scheduler = recipe_sampler(recipe_of(cfg))  # DDIM with the recipe's keys, or EDM's Euler
-        else:  # the UNet and the sampler saved with it, if it was trained yet
+        else:  # the UNet and the sampler that the folder's model_index.json names, if it was trained yet
             unet = load_stage(UNet2DConditionModel, folder / "unet", "unet", required=False)
-            sampler = EDMEulerScheduler if cfg.edm_sigma_data else DDIMScheduler
-            scheduler = load_stage(sampler, folder / "scheduler", "unet") if unet is not None else None
+            scheduler = StableDiffusionPipeline.from_pretrained(folder).scheduler if unet is not None else None
         parts = (vae, text_encoder, unet)  # a stage alone in a new folder (--stage vae, then text): no pipeline yet
         pipe = None if any(p is None for p in parts) else StableDiffusionPipeline(
             vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)

@@ -11,6 +11,7 @@ import pytest
 from test_reference_curves import load_benchmark
 
 from minisd import train as T
+from minisd.recipes import CPU_RECIPE, SD_RECIPE
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "recipe_study.py"
 
@@ -30,10 +31,13 @@ def made(rs, tmp_path_factory):
     return results, tmp, out
 
 
-def test_each_recipe_sets_its_fields_and_nothing_else(rs):
-    base = T.config_for("quick")
+@pytest.mark.parametrize("profile", ["quick", "cpu"])
+def test_each_recipe_sets_its_fields_on_sds_recipe_and_nothing_else(rs, profile):
+    base = T.config_for(profile, **SD_RECIPE)  # at the cpu profile, not the profile's default: chapter 14's pair
+    assert rs.recipe_config(profile, "cpu_default", 10) == T.replace(T.config_for(profile, **CPU_RECIPE),
+                                                                      unet_steps=10)
     for name, (_, fields) in rs.RECIPES.items():
-        cfg = rs.recipe_config("quick", name, 10)
+        cfg = rs.recipe_config(profile, name, 10)
         factor = fields.get("steps_factor", 1.0)
         assert cfg.unet_steps == round(10 * factor), name
         changed = {k for k in T.asdict(cfg) if T.asdict(cfg)[k] != T.asdict(base)[k]} - {"unet_steps"}

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from minisd import flow_training, scene_training
 from minisd import recipes as R
 from minisd import train as T
 from minisd.diffusion import DDPMScheduler, predict_original
@@ -140,6 +141,19 @@ def test_check_recipe_and_the_config_name_the_field():
     with pytest.raises(TypeError, match="unknown recipe fields"):
         R.check_recipe({"noise_offset": 0.1})
     assert R.recipe_of(T.config_for("quick")) == R.RECIPE_DEFAULTS  # the profiles' defaults are the old training
+
+
+def test_the_cpu_profile_trains_with_chapter_14s_pair_and_the_others_with_sds():
+    for profile, recipe in (("quick", R.SD_RECIPE), ("cpu", R.CPU_RECIPE), ("gpu", R.SD_RECIPE)):
+        cfg, sd = T.config_for(profile), T.config_for(profile, **R.SD_RECIPE)
+        assert {k: getattr(cfg, k) for k in recipe} == recipe, profile
+        changed = {k for k, v in T.asdict(cfg).items() if v != T.asdict(sd)[k]}  # those two fields, nothing else
+        assert changed == ({"unet_lr", "min_snr_gamma"} if profile == "cpu" else set()), profile
+    assert R.CPU_RECIPE == dict(unet_lr=2e-3, min_snr_gamma=5.0)  # chapter 14's measured pair
+    # chapters measured before chapter 14 keep SD's recipe at every profile; the flow loss has no min-SNR
+    for cfg in (scene_training.scenes_config("cpu"), flow_training.mmdit_config("cpu")):
+        assert cfg.min_snr_gamma == 0
+    assert scene_training.scenes_config("cpu").unet_lr == R.SD_RECIPE["unet_lr"]
 
 
 def test_recipe_scheduler_config():
