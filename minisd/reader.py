@@ -167,7 +167,8 @@ def wilson_interval(successes, n, z=1.96):
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 / n and n / n one end is exactly 0 or 1; in floats centre -/+ half can miss it by an ulp
+    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
 
 
 def format_rate(successes, n, abstained=None):

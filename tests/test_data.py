@@ -221,6 +221,15 @@ def test_format_rate_reports_counts_interval_and_abstentions():
         reader.wilson_interval(5, 3)
 
 
+def test_wilson_interval_holds_the_rate_and_ends_exactly_at_0_and_1():
+    # n / n once came out an ulp below 1, and a figure's error bar (rate - high) went negative
+    for n in range(1, 400):
+        assert reader.wilson_interval(n, n)[1] == 1.0 and reader.wilson_interval(0, n)[0] == 0.0
+        for k in range(0, n + 1, max(1, n // 7)):
+            low, high = reader.wilson_interval(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0
+
+
 def test_adherence_skips_attributes_a_caption_leaves_out():
     img = torch.from_numpy(data.render(["square"], ["red"], ["large"], ["top left"])).permute(0, 3, 1, 2) / 255
     score = reader.adherence(img, ["a red square in the top left"], per_image=True)
