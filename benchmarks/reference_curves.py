@@ -127,9 +127,9 @@ def train_in_chunks(cfg, folder, splits, every, stages=T.STAGES, eval_seed=None,
     Each point holds the step, the UNet's training minutes so far as an uninterrupted run spends them (the
     first chunk's whole stage, the one-off encoding of the training set included, then each later chunk's
     images / images per second), and test and held-out adherence (`_rate`) at cfg's evaluation settings,
-    sampled with `eval_seed` (default cfg.seed) by DDIM (EDM's Euler for an EDM recipe); with n_diversity > 1
-    also the diversity. Returns (points, the first chunk's train report, the seconds spent evaluating); prints
-    a line per point.
+    sampled with `eval_seed` (default cfg.seed) by the sampler the recipe saves (DDIM, or EDM's Euler for EDM);
+    with n_diversity > 1 also the diversity. Returns (points, the first chunk's train report, the seconds spent
+    evaluating); prints a line per point.
     """
     points, unet_seconds, eval_seconds, first = [], 0.0, 0.0, None
     steps = checkpoints(cfg.unet_steps, every)
@@ -144,7 +144,7 @@ def train_in_chunks(cfg, folder, splits, every, stages=T.STAGES, eval_seed=None,
         t0 = time.time()
         ev = evaluate(pipe, splits, cfg.eval_prompts, cfg.eval_steps, cfg.eval_guidance,
                       cfg.seed if eval_seed is None else eval_seed, n_diversity=n_diversity,
-                      scheduler="edm_euler" if cfg.edm_sigma_data else "ddim")  # an EDM model's own sampler
+                      scheduler=type(pipe.scheduler).__name__)  # the sampler saved with the model
         eval_seconds += time.time() - t0
         point = {"step": k, "unet_seconds": unet_seconds, "test": _rate(ev["test"]), "heldout": _rate(ev["heldout"])}
         if n_diversity > 1:
@@ -209,7 +209,9 @@ def plot(curves, path):
     unet = curves["losses"]["unet"]
     ax.plot(range(1, len(unet) + 1), unet, lw=0.6, color="C1", alpha=0.35, label="per step")
     ax.plot(range(1, len(unet) + 1), smooth(unet, max(1, len(unet) // 25)), color="C1", label="running mean")
-    ax.set(title=f"stage 3: UNet noise-prediction MSE, {sec['unet'] / 60:.1f} min", xlabel="UNet step",
+    gamma = curves.get("config", {}).get("min_snr_gamma")  # the loss is then the min-SNR-weighted MSE
+    ax.set(title=f"stage 3: UNet noise-prediction MSE{f', min-SNR-{gamma:g} weighted' if gamma else ''}, "
+                 f"{sec['unet'] / 60:.1f} min", xlabel="UNet step",
            ylabel="loss", yscale="log")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
