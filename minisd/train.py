@@ -234,8 +234,7 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
     model = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="train UNet",
                disable=not (progress and main))
-    t0, step = time.time(), start
-    amp = mixed_precision_autocast(cfg, device)
+    t0, step, amp = time.time(), start, mixed_precision_autocast(cfg, device)
     unet.train()
     for step in bar:
         # every random draw comes from the CPU generator, so a resumed run continues exactly; every
@@ -265,8 +264,9 @@ def train_unet_stage(cfg, vae, text_encoder, tokenizer, split, folder, device=No
         if stop_after is not None and done >= stop_after:
             break
     metrics = {"unet_steps": len(losses), "unet_final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
-               "unet_images_per_second": b * max(1, len(losses) - start) / max(time.time() - t0, 1e-9),
                "unet_parameters": sum(p.numel() for p in (unet.unet if joint else unet).parameters())}
+    if len(losses) > start:  # a speed only for steps trained in this call: a finished run resumed has none
+        metrics["unet_images_per_second"] = b * (len(losses) - start) / max(time.time() - t0, 1e-9)
     return ema.eval(), losses, metrics
 
 # %% ../chapters/08b_training.ipynb #e048eede
@@ -305,7 +305,7 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             t0 = time.time()
             unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
                                                      device, resume=resume, stop_after=stop_after, progress=progress)
-            report.update(metrics, unet_seconds=time.time() - t0)
+            report.update(metrics, **({"unet_seconds": time.time() - t0} if "unet_images_per_second" in metrics else {}))
             joint = cfg.text_encoder_lr > 0  # the pair trained: unpack it, and save the encoder below
             unet, text_encoder = (unet.unet, unet.text_encoder) if joint else (unet, text_encoder)
             scheduler = recipe_sampler(recipe_of(cfg))  # DDIM with the recipe's keys, or EDM's Euler
