@@ -305,7 +305,7 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             t0 = time.time()
             unet, losses, metrics = train_unet_stage(cfg, vae, text_encoder, tokenizer, splits["train"], folder,
                                                      device, resume=resume, stop_after=stop_after, progress=progress)
-            report.update(metrics, **({"unet_seconds": time.time() - t0} if "unet_images_per_second" in metrics else {}))
+            report.update(metrics, **{"unet_seconds": time.time() - t0} if "unet_images_per_second" in metrics else {})
             joint = cfg.text_encoder_lr > 0  # the pair trained: unpack it, and save the encoder below
             unet, text_encoder = (unet.unet, unet.text_encoder) if joint else (unet, text_encoder)
             scheduler = recipe_sampler(recipe_of(cfg))  # DDIM with the recipe's keys, or EDM's Euler
