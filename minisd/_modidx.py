@@ -504,6 +504,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                             'minisd/pipeline.py'),
                                  'minisd.pipeline.get_scheduler': ('stable_diffusion.html#get_scheduler', 'minisd/pipeline.py'),
                                  'minisd.pipeline.register_scheduler': ('stable_diffusion.html#register_scheduler', 'minisd/pipeline.py'),
+                                 'minisd.pipeline.saved_scheduler_class': ( 'stable_diffusion.html#saved_scheduler_class',
+                                                                            'minisd/pipeline.py'),
                                  'minisd.pipeline.scheduler_class': ('stable_diffusion.html#scheduler_class', 'minisd/pipeline.py')},
             'minisd.probability': { 'minisd.probability.GaussianClassModel': ( 'conditional_probability.html#gaussianclassmodel',
                                                                                'minisd/probability.py'),

@@ -22,7 +22,7 @@ from .clip import train_mini_clip
 from .core import get_device, get_profile, seed_everything
 from .data import images_to_tensor, load_captioned_shapes
 from .modeling import claim_folder, save_whole
-from .pipeline import StableDiffusionPipeline
+from .pipeline import StableDiffusionPipeline, saved_scheduler_class
 from .edm_recipe import model_input, recipe_sampler, recipe_target, training_schedule
 from .recipes import (CPU_RECIPE, SD_RECIPE, check_recipe, diffusion_loss, draw_noise_and_timesteps,
                       fold_latent_stats, recipe_of)
@@ -311,7 +311,7 @@ def train(cfg, folder, stages=STAGES, device=None, resume=False, splits=None, pr
             scheduler = recipe_sampler(recipe_of(cfg))  # DDIM with the recipe's keys, or EDM's Euler
         else:  # the UNet and the sampler that the folder's model_index.json names, if it was trained yet
             unet = load_stage(UNet2DConditionModel, folder / "unet", "unet", required=False)
-            scheduler = StableDiffusionPipeline.from_pretrained(folder).scheduler if unet is not None else None
+            scheduler = load_stage(saved_scheduler_class(folder), folder / "scheduler", "unet") if unet else None
         parts = (vae, text_encoder, unet)  # a stage alone in a new folder (--stage vae, then text): no pipeline yet
         pipe = None if any(p is None for p in parts) else StableDiffusionPipeline(
             vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler)
