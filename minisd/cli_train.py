@@ -232,18 +232,24 @@ def _pipeline_class(folder):
 
 def _sampler(folder, name):
     """`--scheduler` NAME for `folder`: its default, ddim, stands for an EDM folder's own sampler (edm_euler), and a
-    sampler of the other parametrisation (chapter 08b_recipes_edm) is refused in one line."""
+    sampler of the other parametrisation is refused (`check_parametrisation`) in one line that names the fix."""
+    from minisd.pipeline import check_parametrisation, scheduler_class
+
     saved = _model_index(folder).get("scheduler")
-    saved = saved[-1] if isinstance(saved, list) and saved else None
-    if saved is None:  # no readable folder: load_pipeline says what is wrong
+    try:
+        edm = "sigma_data" in scheduler_class(saved[-1])._config_keys()  # the saved sampler's parametrisation
+    except (TypeError, IndexError, KeyError, ValueError):  # no readable folder: load_pipeline says what is wrong
         return name
-    edm = saved == "EDMEulerScheduler"
     if edm and name == "ddim":
         return "edm_euler"
-    if edm != (name == "edm_euler"):
-        raise ValueError(f"--scheduler {name} cannot sample {folder}: its model was trained " + (
-            "with EDM's preconditioning; use --scheduler edm_euler" if edm else
-            f"on SD's DDPM schedule (its sampler is {saved}); edm_euler is for folders trained with --edm-sigma-data"))
+    wanted = scheduler_class(name)  # an unknown name: its own one-line error
+    try:
+        check_parametrisation(wanted, edm)
+    except ValueError as e:
+        raise ValueError(f"--scheduler {name} cannot sample {folder}: " + (
+            "its model was trained with EDM's preconditioning; use --scheduler edm_euler" if edm else
+            f"its model was trained on SD's DDPM schedule (its sampler is {saved[-1]}); edm_euler is for folders "
+            "trained with --edm-sigma-data")) from e
     return name
 
 
