@@ -233,13 +233,13 @@ def _pipeline_class(folder):
 def _sampler(folder, name):
     """`--scheduler` NAME for `folder`: its default, ddim, stands for an EDM folder's own sampler (edm_euler), and a
     sampler of the other parametrisation is refused (`check_parametrisation`) in one line that names the fix."""
-    from minisd.pipeline import check_parametrisation, scheduler_class
+    from minisd.pipeline import check_parametrisation, saved_scheduler_class, scheduler_class
 
-    saved = _model_index(folder).get("scheduler")
     try:
-        edm = "sigma_data" in scheduler_class(saved[-1])._config_keys()  # the saved sampler's parametrisation
-    except (TypeError, IndexError, KeyError, ValueError):  # no readable folder: load_pipeline says what is wrong
+        saved = saved_scheduler_class(folder)  # what from_pretrained will load
+    except (OSError, ValueError, AttributeError, IndexError, TypeError):  # load_pipeline says what is wrong
         return name
+    edm = "sigma_data" in saved._config_keys()  # the saved sampler's parametrisation
     if edm and name == "ddim":
         return "edm_euler"
     wanted = scheduler_class(name)  # an unknown name: its own one-line error
@@ -248,7 +248,7 @@ def _sampler(folder, name):
     except ValueError as e:
         raise ValueError(f"--scheduler {name} cannot sample {folder}: " + (
             "its model was trained with EDM's preconditioning; use --scheduler edm_euler" if edm else
-            f"its model was trained on SD's DDPM schedule (its sampler is {saved[-1]}); edm_euler is for folders "
+            f"its model was trained on SD's DDPM schedule (its sampler is {saved.__name__}); edm_euler is for folders "
             "trained with --edm-sigma-data")) from e
     return name
 
