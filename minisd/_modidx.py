@@ -473,6 +473,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                               'minisd/personalise.py'),
                                     'minisd.personalise.save_textual_inversion': ( 'lora_textual_inversion.html#save_textual_inversion',
                                                                                    'minisd/personalise.py'),
+                                    'minisd.personalise.trainable_token': ( 'lora_textual_inversion.html#trainable_token',
+                                                                            'minisd/personalise.py'),
                                     'minisd.personalise.unfuse_lora': ('lora_textual_inversion.html#unfuse_lora', 'minisd/personalise.py'),
                                     'minisd.personalise.unload_lora': ('lora_textual_inversion.html#unload_lora', 'minisd/personalise.py')},
             'minisd.pipeline': { 'minisd.pipeline.StableDiffusionPipeline': ( 'stable_diffusion.html#stablediffusionpipeline',

@@ -66,14 +66,9 @@ def finetune_command(args):
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     images, captions = dreambooth.read_concept_folder(args.images, args.token, args.class_word, size)
     if args.method == "textual_inversion":
-        pipe.unet.requires_grad_(False)
-        pipe.text_encoder.requires_grad_(False)
-        token_id = personalise.add_token(pipe.tokenizer, pipe.text_encoder, args.token, args.class_word or "a")
-        table = pipe.text_encoder.embeddings.token_embedding.weight.requires_grad_(True)
-        original = table.detach().clone()
+        table, restore = personalise.trainable_token(pipe, args.token, args.class_word or "a")
         losses = personalise.finetune(pipe, images, captions, [table], steps=args.steps, lr=args.lr or 5e-3,
-                                      seed=args.seed, after_step=lambda: personalise.keep_only_row(table, original,
-                                                                                                    token_id))
+                                      seed=args.seed, after_step=restore)
         path = personalise.save_textual_inversion(args.out, pipe.tokenizer, pipe.text_encoder, args.token)
     else:
         rank = args.rank if args.method == "dreambooth" else (args.rank or 4)

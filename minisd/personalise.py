@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'LORA_WEIGHT_NAME', 'TI_WEIGHT_NAME', 'LoRALinear', 'inject_lora', 'lora_layers', 'fuse_lora',
            'unfuse_lora', 'unload_lora', 'save_lora_weights', 'load_lora_weights', 'add_token', 'keep_only_row',
-           'save_textual_inversion', 'load_textual_inversion', 'finetune']
+           'trainable_token', 'save_textual_inversion', 'load_textual_inversion', 'finetune']
 
 # %% ../chapters/13a_lora_textual_inversion.ipynb #ab25bc85
 import json
@@ -206,6 +206,18 @@ def keep_only_row(weight, original, token_id):
         keep = torch.ones(len(weight), dtype=torch.bool, device=weight.device)
         keep[token_id] = False
         weight[keep] = original[keep]
+
+
+def trainable_token(pipe, token, initializer="red yellow"):
+    """Textual inversion's setup on `pipe`: the UNet and text encoder frozen, `token` added (`add_token`), and
+    only the embedding table trainable. Returns (table, restore): the table to give the optimiser, and the
+    `after_step` that puts every row but the new one back (`keep_only_row`), so one row is all that learns."""
+    pipe.unet.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    row = add_token(pipe.tokenizer, pipe.text_encoder, token, initializer)
+    table = pipe.text_encoder.embeddings.token_embedding.weight.requires_grad_(True)
+    kept = table.detach().clone()
+    return table, lambda: keep_only_row(table, kept, row)
 
 # %% ../chapters/13a_lora_textual_inversion.ipynb #10fb2571
 TI_WEIGHT_NAME = "learned_embeds.safetensors"  # diffusers' TEXT_INVERSION_NAME_SAFE

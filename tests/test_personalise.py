@@ -191,14 +191,18 @@ def test_textual_inversion_file_with_diffusers(folder, tmp_path):
 
 def test_finetune_trains_only_the_token_row(folder):
     pipe = StableDiffusionPipeline.from_pretrained(folder)
-    pipe.unet.requires_grad_(False)
-    pipe.text_encoder.requires_grad_(False)
-    token_id = P.add_token(pipe.tokenizer, pipe.text_encoder, "<orange>")
-    table = pipe.text_encoder.embeddings.token_embedding.weight.requires_grad_(True)
+    unet_before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    table, restore = P.trainable_token(pipe, "<orange>", initializer="red yellow")
+    token_id = pipe.tokenizer.encoder["<orange>"]
+    start = table[pipe.tokenizer.encode("red yellow", add_special_tokens=False)].mean(0)
+    torch.testing.assert_close(table[token_id], start)  # the new row starts at the initializer's mean
+    assert [n for n, p in [*pipe.unet.named_parameters(), *pipe.text_encoder.named_parameters()] if p.requires_grad] \
+        == ["embeddings.token_embedding.weight"]
     original = table.detach().clone()
     images = torch.rand(4, 3, 16, 16)
-    losses = P.finetune(pipe, images, ["a <orange> circle"] * 4, [table], steps=3, batch_size=2,
-                        after_step=lambda: P.keep_only_row(table, original, token_id), progress=False)
+    losses = P.finetune(pipe, images, ["a <orange> circle"] * 4, [table], steps=3, batch_size=2, after_step=restore,
+                        progress=False)
     assert len(losses) == 3 and all(np.isfinite(losses))
     changed = (table != original).any(1)
     assert changed[token_id] and changed.sum() == 1
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in unet_before.items())
