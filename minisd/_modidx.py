@@ -210,6 +210,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'minisd/edit_training.py'),
                                       'minisd.edit_training.iou': ('edit_training.html#iou', 'minisd/edit_training.py'),
                                       'minisd.edit_training.object_map': ('edit_training.html#object_map', 'minisd/edit_training.py'),
+                                      'minisd.edit_training.outside_weight': ( 'edit_training.html#outside_weight',
+                                                                               'minisd/edit_training.py'),
                                       'minisd.edit_training.psnr_outside': ('edit_training.html#psnr_outside', 'minisd/edit_training.py'),
                                       'minisd.edit_training.random_objects': ( 'edit_training.html#random_objects',
                                                                                'minisd/edit_training.py'),

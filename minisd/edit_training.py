@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['OPPOSITE', 'inpainting_unet_from', 'random_objects', 'object_map', 'edit_scenes', 'inpainting_inputs',
-           'train_inpainting', 'finetune_decoder', 'psnr_outside', 'seam_band', 'iou', 'train_edit_model',
-           'what_caption', 'controlnet_from', 'train_controlnet']
+           'outside_weight', 'train_inpainting', 'finetune_decoder', 'psnr_outside', 'seam_band', 'iou',
+           'train_edit_model', 'what_caption', 'controlnet_from', 'train_controlnet']
 
 # %% ../chapters/12c_edit_training.ipynb #46d3c5c8
 import copy
@@ -97,12 +97,29 @@ def inpainting_inputs(vae, scenes, masks, p_full=0.25, seed=0):
     return latents, F.interpolate(masks, size=latents.shape[-2:]), masked  # nearest, as the pipeline
 
 
-def train_inpainting(unet, latents, mask, masked_image_latents, states, empty, cfg, progress=True):
-    "Train a 9-channel UNet (`inpainting_unet_from`) in place; returns (EMA UNet, losses). See `train_edit_model`."
+def outside_weight(t, mask, cap=20.0):
+    """The loss weight that makes the kept part count: 1 + min(1 / SNR(t), cap) outside the mask, 1 inside.
+
+    With eps-prediction an error e in eps is an error e / sqrt(SNR(t)) in the x_0 it implies, so at high t
+    the plain loss barely sees how wrong the predicted image is. Outside the mask the answer is known (it
+    is in the masked image), so there the x_0 error (1 / SNR) is added, capped so no timestep dominates.
+    t (B,), mask (B, 1, h, w) -> (B, 1, h, w)."""
+    alpha_bar = DDPMScheduler(**SD_NOISE_SCHEDULE).alphas_cumprod.to(mask.device)[t].view(-1, 1, 1, 1)
+    return 1 + (1 - mask) * ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
+
+
+def train_inpainting(unet, latents, mask, masked_image_latents, states, empty, cfg, progress=True, cap=20.0,
+                     conv_in_lr_scale=10.0):
+    """Train a 9-channel UNet (`inpainting_unet_from`) in place; returns (EMA UNet, losses). See `train_edit_model`.
+
+    The loss is weighted by `outside_weight` (cap=None: the plain loss), and conv_in, whose new input
+    channels start at zero, learns at `conv_in_lr_scale` times the lr."""
     def predict(zt, t, text, x):  # the pipeline's order: latents, mask, masked-image latents
         return unet(torch.cat([zt, x["mask"], x["masked"]], dim=1), t, text)
+    weight = None if cap is None else lambda t, x: outside_weight(t, x["mask"], cap)
     return train_edit_model(unet, predict, latents, states, empty, cfg, {"mask": mask, "masked": masked_image_latents},
-                            progress, desc="train inpainting UNet")
+                            progress, desc="train inpainting UNet", weight=weight,
+                            lr_scales={"conv_in.weight": conv_in_lr_scale})
 
 # %% ../chapters/12c_edit_training.ipynb #2c116deb
 def finetune_decoder(vae, images, steps=400, batch_size=32, lr=5e-4, progress=True):
@@ -138,21 +155,25 @@ def iou(a, b):
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 # %% ../chapters/12c_edit_training.ipynb #7e283b5f
-def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, progress=True, desc="train"):
+def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, progress=True, desc="train",
+                     weight=None, lr_scales=None):
     """Chapter 08's UNet stage for a model that reads more than (z_t, t, text): returns (EMA model, losses).
 
     Each step: a batch of latents z_0 with their text states (the empty prompt with probability
     cfg.caption_dropout), t ~ U{0..999}, eps ~ N(0, I), z_t = add_noise(z_0, eps, t); loss =
-    |eps - predict(z_t, t, text, extras of the batch)|^2; then chapter 08's `optimizer_step` (warm-up
-    and cosine lr, clipping, AdamW, EMA) on `model`'s trainable parameters. Steps, batch and lr are
+    |eps - predict(z_t, t, text, extras of the batch)|^2, each element times `weight(t, extras of the batch)`
+    if given; then chapter 08's `optimizer_step` (warm-up and cosine lr, clipping, AdamW, EMA) on `model`'s
+    trainable parameters, those named in `lr_scales` at that multiple of the lr. Steps, batch and lr are
     cfg.unet_steps, cfg.unet_batch and cfg.unet_lr: pass a `replace`d chapter 08 config.
     """
-    device, extras = next(model.parameters()).device, extras or {}
+    device, extras, lr_scales = next(model.parameters()).device, extras or {}, lr_scales or {}
     latents, states, empty = latents.to(device), states.to(device), empty.to(device)
     extras = {k: v.to(device) for k, v in extras.items()}
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.unet_lr,
-                                  weight_decay=0.01)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [dict(params=[p for n, p in trainable if n not in lr_scales])]
+    groups += [dict(params=[p], lr_scale=lr_scales[n]) for n, p in trainable if n in lr_scales]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.unet_lr, weight_decay=0.01)
     schedule, b = DDPMScheduler(**SD_NOISE_SCHEDULE), cfg.unet_batch
     generator, losses = torch.Generator().manual_seed(cfg.seed), []
     model.train()
@@ -164,7 +185,11 @@ def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, p
         idx, noise, t, drop = (x.to(device) for x in (idx, noise, t, drop))
         text = torch.where(drop[:, None, None], empty, states[idx])  # (B, 77, d)
         zt = schedule.add_noise(latents[idx], noise, t)
-        loss = F.mse_loss(predict(zt, t, text, {k: v[idx] for k, v in extras.items()}).float(), noise)
+        batch = {k: v[idx] for k, v in extras.items()}
+        if weight is None:
+            loss = F.mse_loss(predict(zt, t, text, batch).float(), noise)
+        else:
+            loss = ((predict(zt, t, text, batch).float() - noise) ** 2 * weight(t, batch)).mean()
         optimizer_step(model, ema, optimizer, loss, step, cfg)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")

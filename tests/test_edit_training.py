@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import torch
 
+from minisd.diffusion import DDPMScheduler
 from minisd.edit_training import (controlnet_from, edit_scenes, finetune_decoder, inpainting_inputs,
-                                  inpainting_unet_from, iou, object_map, random_objects, seam_band, train_controlnet,
-                                  train_inpainting)
+                                  inpainting_unet_from, iou, object_map, outside_weight, random_objects, seam_band,
+                                  train_controlnet, train_inpainting)
+from minisd.unet import SD_NOISE_SCHEDULE
 from minisd.train import config_for
 from test_pipeline import minisd_pipeline
 
@@ -70,6 +72,38 @@ def test_inpainting_step_trains_the_new_channels_and_leaves_the_source_unet():
     assert unet9.conv_in.weight[:, 4:].abs().max() > 0  # the new channels learn
     assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in before.items())
     assert ema is not unet9 and not any(p.requires_grad for p in ema.parameters())
+
+
+def test_outside_weight_adds_the_capped_x0_error_weight_outside_the_mask_only():
+    mask = torch.zeros(3, 1, 4, 4)
+    mask[:, :, :2] = 1  # the top half is repainted
+    t = torch.tensor([0, 500, 999])
+    w = outside_weight(t, mask, cap=20.0)
+    alpha_bar = DDPMScheduler(**SD_NOISE_SCHEDULE).alphas_cumprod[t]
+    inverse_snr = ((1 - alpha_bar) / alpha_bar).clamp(max=20.0)
+    assert w.shape == mask.shape and torch.equal(w[:, :, :2], torch.ones(3, 1, 2, 4))  # inside: the plain loss
+    torch.testing.assert_close(w[:, 0, 3, 0], 1 + inverse_snr)
+    assert w[2, 0, 3, 0] == 21.0 and w[0, 0, 3, 0] < 1.01  # capped at high t, ~1 at t = 0
+    assert torch.equal(outside_weight(t, mask, cap=1e9)[2, 0, 3, 0], 1 + (1 - alpha_bar[2]) / alpha_bar[2])
+
+
+def _first_step_of_new_channels(conv_in_lr_scale, cap):
+    pipe, scenes, masks, states, empty = _setup()
+    torch.manual_seed(0)
+    unet9 = inpainting_unet_from(pipe.unet)
+    latents, mask, masked = inpainting_inputs(pipe.vae, scenes, masks, p_full=0.0)
+    _, losses = train_inpainting(unet9, latents, mask, masked, states, empty, replace(CFG, unet_steps=1),
+                                 progress=False, cap=cap, conv_in_lr_scale=conv_in_lr_scale)
+    return unet9.conv_in.weight[:, 4:].detach(), losses[0]  # the new channels started at zero: what one step moved
+
+
+def test_conv_in_learns_at_its_lr_scale_and_the_weight_raises_the_loss_outside():
+    (plain, plain_loss), (scaled, _) = _first_step_of_new_channels(1.0, None), _first_step_of_new_channels(10.0, None)
+    full = plain.abs() > 0.9 * plain.abs().max()  # Adam's first step: lr * sign(gradient) where |gradient| >> eps
+    assert full.any()
+    torch.testing.assert_close(scaled[full] / plain[full], torch.full_like(plain[full], 10.0), rtol=1e-3, atol=0)
+    _, weighted_loss = _first_step_of_new_channels(1.0, 20.0)
+    assert weighted_loss > plain_loss  # same model, same batch: weights >= 1, and > 1 outside the mask for t > 0
 
 
 def test_masked_image_is_grey_under_the_mask_as_the_pipeline_makes_it():
