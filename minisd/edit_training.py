@@ -97,14 +97,14 @@ def inpainting_inputs(vae, scenes, masks, p_full=0.25, seed=0):
     return latents, F.interpolate(masks, size=latents.shape[-2:]), masked  # nearest, as the pipeline
 
 
-def outside_weight(t, mask, cap=20.0):
+def outside_weight(t, mask, alphas_cumprod, cap=20.0):
     """The loss weight that makes the kept part count: 1 + min(1 / SNR(t), cap) outside the mask, 1 inside.
 
     With eps-prediction an error e in eps is an error e / sqrt(SNR(t)) in the x_0 it implies, so at high t
     the plain loss barely sees how wrong the predicted image is. Outside the mask the answer is known (it
     is in the masked image), so there the x_0 error (1 / SNR) is added, capped so no timestep dominates.
-    t (B,), mask (B, 1, h, w) -> (B, 1, h, w)."""
-    alpha_bar = DDPMScheduler(**SD_NOISE_SCHEDULE).alphas_cumprod.to(mask.device)[t].view(-1, 1, 1, 1)
+    t (B,), mask (B, 1, h, w), the schedule's alphas_cumprod (T,) -> (B, 1, h, w)."""
+    alpha_bar = alphas_cumprod.to(mask.device)[t].view(-1, 1, 1, 1)
     return 1 + (1 - mask) * ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
 
 
@@ -116,7 +116,8 @@ def train_inpainting(unet, latents, mask, masked_image_latents, states, empty, c
     channels start at zero, learns at `conv_in_lr_scale` times the lr."""
     def predict(zt, t, text, x):  # the pipeline's order: latents, mask, masked-image latents
         return unet(torch.cat([zt, x["mask"], x["masked"]], dim=1), t, text)
-    weight = None if cap is None else lambda t, x: outside_weight(t, x["mask"], cap)
+    alphas_cumprod = DDPMScheduler(**SD_NOISE_SCHEDULE).alphas_cumprod  # train_edit_model's schedule, built once
+    weight = None if cap is None else lambda t, x: outside_weight(t, x["mask"], alphas_cumprod, cap)
     return train_edit_model(unet, predict, latents, states, empty, cfg, {"mask": mask, "masked": masked_image_latents},
                             progress, desc="train inpainting UNet", weight=weight,
                             lr_scales={"conv_in.weight": conv_in_lr_scale})
@@ -186,10 +187,8 @@ def train_edit_model(model, predict, latents, states, empty, cfg, extras=None, p
         text = torch.where(drop[:, None, None], empty, states[idx])  # (B, 77, d)
         zt = schedule.add_noise(latents[idx], noise, t)
         batch = {k: v[idx] for k, v in extras.items()}
-        if weight is None:
-            loss = F.mse_loss(predict(zt, t, text, batch).float(), noise)
-        else:
-            loss = ((predict(zt, t, text, batch).float() - noise) ** 2 * weight(t, batch)).mean()
+        pred = predict(zt, t, text, batch).float()
+        loss = F.mse_loss(pred, noise) if weight is None else ((pred - noise) ** 2 * weight(t, batch)).mean()
         optimizer_step(model, ema, optimizer, loss, step, cfg)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
