@@ -19,6 +19,7 @@ from .controlnet import ControlNetModel
 from .data import COLOURS, HELDOUT_PAIRS, POSITIONS, SHAPES, SIZES, render
 from .diffusion import DDPMScheduler
 from .reader import FOREGROUND
+from .recipes import compute_snr
 from .training_utils import optimizer_step
 from .unet import SD_NOISE_SCHEDULE, UNet2DConditionModel
 from .vae_training import encode_images, train_vae
@@ -104,8 +105,8 @@ def outside_weight(t, mask, alphas_cumprod, cap=20.0):
     the plain loss barely sees how wrong the predicted image is. Outside the mask the answer is known (it
     is in the masked image), so there the x_0 error (1 / SNR) is added, capped so no timestep dominates.
     t (B,), mask (B, 1, h, w), the schedule's alphas_cumprod (T,) -> (B, 1, h, w)."""
-    alpha_bar = alphas_cumprod.to(mask.device)[t].view(-1, 1, 1, 1)
-    return 1 + (1 - mask) * ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
+    inverse_snr = 1 / compute_snr(alphas_cumprod, t.to(mask.device)).view(-1, 1, 1, 1)  # chapter 08b_recipes' SNR
+    return 1 + (1 - mask) * inverse_snr.clamp(max=cap)
 
 
 def train_inpainting(unet, latents, mask, masked_image_latents, states, empty, cfg, progress=True, cap=20.0,
