@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'LORA_WEIGHT_NAME', 'TI_WEIGHT_NAME', 'LoRALinear', 'inject_lora', 'lora_layers', 'fuse_lora',
            'unfuse_lora', 'unload_lora', 'save_lora_weights', 'load_lora_weights', 'add_token', 'keep_only_row',
-           'trainable_token', 'save_textual_inversion', 'load_textual_inversion', 'finetune']
+           'trainable_token', 'save_textual_inversion', 'load_textual_inversion', 'finetune', 'text_state_basis',
+           'null_space_projection']
 
 # %% ../chapters/13a_lora_textual_inversion.ipynb #ab25bc85
 import json
@@ -292,3 +293,37 @@ def finetune(pipe, images, captions, parameters, steps=100, lr=1e-3, batch_size=
             after_step()
         losses.append(loss.item())
     return losses
+
+# %% ../chapters/13a_lora_textual_inversion.ipynb #b33a9e8f
+@torch.no_grad()
+def text_state_basis(pipe, captions, k, batch_size=250):
+    """The top-`k` directions of the text states `captions` give (every position of every caption, as the
+    cross-attention reads them): the eigenvectors of their second moment S = (1/N) sum_i h_i h_i^T with the k
+    largest eigenvalues. Returns (U, left): U (d, k) with orthonormal columns, and `left`, the share of the
+    states' energy (trace S) that lies outside the span of U."""
+    captions = list(captions)
+    width = pipe.text_encoder.config.hidden_size
+    if not (isinstance(k, int) and 1 <= k <= width):
+        raise ValueError(f"text_state_basis: k must be a whole number from 1 to the states' width {width}; got {k!r}")
+    states = torch.cat([pipe.text_encoder(pipe.tokenizer(captions[i:i + batch_size]).to(pipe.device)).flatten(0, 1)
+                        for i in range(0, len(captions), batch_size)]).double()  # (N * 77, d)
+    eigenvalues, eigenvectors = torch.linalg.eigh(states.T @ states / len(states))  # ascending
+    return eigenvectors[:, -k:].float(), (eigenvalues[:-k].sum() / eigenvalues.sum()).item()
+
+
+def null_space_projection(model, basis):
+    """The after-step that keeps every LoRA adapter of `model` blind to the span of `basis` (U, d x K):
+    each down-projection A <- A (I - U U^T), so A h = 0 for every h = U c and the adapted layer gives the base
+    layer's output there. Applied once here (A starts random) and returned, to run after every step."""
+    layers = list(lora_layers(model).values())
+    if not layers:
+        raise ValueError("null_space_projection: the model has no LoRA adapters; call inject_lora first")
+    keep = torch.eye(len(basis), dtype=basis.dtype, device=basis.device) - basis @ basis.T  # (d, d)
+
+    @torch.no_grad()
+    def project():
+        for m in layers:
+            m.lora_A.weight.copy_(m.lora_A.weight @ keep.to(m.lora_A.weight))
+
+    project()
+    return project

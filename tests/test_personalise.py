@@ -206,3 +206,46 @@ def test_finetune_trains_only_the_token_row(folder):
     changed = (table != original).any(1)
     assert changed[token_id] and changed.sum() == 1
     assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in unet_before.items())
+
+
+def test_text_state_basis_is_the_top_of_the_second_moment(folder):
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    captions = [*PROMPTS, "a small red circle", ""]
+    basis, left = P.text_state_basis(pipe, captions, k=5, batch_size=2)  # batches must not change the answer
+    with torch.no_grad():
+        states = pipe.text_encoder(pipe.tokenizer(captions)).flatten(0, 1).double()  # (N * 77, d)
+    eigenvalues, eigenvectors = torch.linalg.eigh(states.T @ states / len(states))
+    width = states.shape[1]
+    assert basis.shape == (width, 5)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(5), atol=1e-5, rtol=0)
+    top = eigenvectors[:, -5:].float()  # the same span as the hand-computed top five
+    torch.testing.assert_close(basis @ basis.T, top @ top.T, atol=1e-5, rtol=0)
+    assert left == pytest.approx((eigenvalues[:-5].sum() / eigenvalues.sum()).item(), rel=1e-9) and 0 < left < 1
+    assert P.text_state_basis(pipe, captions, k=width)[1] == 0
+    for bad in (0, width + 1, 2.5):
+        with pytest.raises(ValueError, match="k must be"):
+            P.text_state_basis(pipe, captions, k=bad)
+
+
+def test_null_space_projection_keeps_the_adapters_off_the_span():
+    torch.manual_seed(0)
+    base = nn.Linear(16, 8)
+    model = nn.ModuleDict({"attn2": nn.ModuleDict({"to_k": base})})
+    with pytest.raises(ValueError, match="no LoRA adapters"):
+        P.null_space_projection(model, torch.eye(16)[:, :4])
+    P.inject_lora(model, r=4, lora_alpha=4, targets=("to_k",))
+    layer = model["attn2"]["to_k"]
+    _randomise_lora(model)
+    basis = torch.linalg.qr(torch.randn(16, 10))[0]  # orthonormal (16, 10)
+    inside, outside = torch.randn(6, 10) @ basis.T, torch.randn(6, 16)
+    project = P.null_space_projection(model, basis)  # projects once at once
+    torch.testing.assert_close(layer(inside), base(inside), atol=1e-5, rtol=0)  # blind to the span
+    assert (layer(outside) - base(outside)).abs().max() > 1e-2  # and not to the rest
+    optimizer = torch.optim.SGD(layer.lora_A.parameters(), lr=0.5)
+    for _ in range(3):  # a gradient step moves A back into the span; the after-step takes it out again
+        optimizer.zero_grad()
+        (layer(inside) - base(inside) - 1).square().mean().backward()
+        optimizer.step()
+        assert (layer(inside) - base(inside)).abs().max() > 1e-3
+        project()
+        torch.testing.assert_close(layer(inside), base(inside), atol=1e-5, rtol=0)
