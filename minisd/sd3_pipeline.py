@@ -231,7 +231,7 @@ class StableDiffusion3Pipeline(_SD3Files):
     @torch.no_grad()
     def __call__(self, prompts, num_inference_steps=28, guidance_scale=7.0, negative_prompt=None, generator=None,
                  latents=None, height=None, width=None, max_sequence_length=256, output_type="pt",
-                 callback=None, progress=True):
+                 callback=None, progress=True, sigmas=None):
         """Generate -> images (N, 3, H, W) in [0, 1], or the final latents with output_type="latent".
 
         1. text: `encode_prompt`; with guidance_scale w > 1 the negative prompt (default "") too,
@@ -239,7 +239,9 @@ class StableDiffusion3Pipeline(_SD3Files):
         2. noise x_1 ~ N(0, I) (N, C, H/f, W/f), or `latents`.
         3. for t in the scheduler's times (1000 sigma): v = transformer(x_t, text, pooled, t);
            guided: v = v_neg + w (v_text - v_neg); x <- scheduler.step(v, t, x) (Euler).
-           `callback(i, t, latents)` after each step.
+           `callback(i, t, latents)` after each step. The times are the scheduler's spacing of
+           `num_inference_steps`, or, given `sigmas` (diffusers' argument; e.g. [1.0, 0.5] for two even steps),
+           those noise levels, shifted by the scheduler and ended with 0 (`num_inference_steps` is then unused).
         4. pixels: vae.decode(x_0 / scaling_factor + shift_factor), mapped from [-1, 1] to [0, 1].
         """
         f, p = self.vae_scale_factor, self.transformer.config.patch_size
@@ -265,7 +267,8 @@ class StableDiffusion3Pipeline(_SD3Files):
         if cfg.use_dynamic_shifting:  # the shift grows with the number of image tokens (diffusers' rule)
             kwargs["mu"] = calculate_shift((height // f // p) * (width // f // p), cfg.base_image_seq_len,
                                            cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device, **kwargs)
+        self.scheduler.set_timesteps(num_inference_steps if sigmas is None else None, device=self.device,
+                                     sigmas=sigmas, **kwargs)
         for i, t in enumerate(tqdm(self.scheduler.timesteps, disable=not progress, leave=False)):
             x = torch.cat([latents] * 2) if guided else latents
             v = self.transformer(x, embeds, pooled, t.expand(len(x)))  # the velocity, (2N or N, C, h, w)

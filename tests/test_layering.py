@@ -31,6 +31,7 @@ LAYERS = [
     {"mmdit"},
     {"sd3_pipeline"},
     {"flow_training"},
+    {"reflow"},
     {"editing"},
     {"controlnet"},
     {"edit_training"},

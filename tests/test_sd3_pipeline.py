@@ -179,6 +179,15 @@ def test_minisd_pipeline_loads_in_diffusers_and_agrees(tmp_path):
              progress=False)
     b = _their_images(theirs, latents, num_inference_steps=5, guidance_scale=5.0, output_type="latent")
     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    # given sigmas (two even steps instead of the default spacing's 1 -> 1/1000 -> 0), shifted as diffusers shifts them
+    ours.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    theirs.scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    a = ours(PROMPTS, guidance_scale=5.0, latents=latents.clone(), output_type="latent", sigmas=[1.0, 0.5],
+             progress=False)
+    b = _their_images(theirs, latents, guidance_scale=5.0, output_type="latent", sigmas=[1.0, 0.5])
+    torch.testing.assert_close(ours.scheduler.sigmas, theirs.scheduler.sigmas)
+    assert len(ours.scheduler.sigmas) == 3 and ours.scheduler.sigmas[1] == 0.75  # 3 x 0.5 / (1 + 2 x 0.5)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
 def test_diffusers_pipeline_loads_in_minisd_and_agrees(tmp_path):
