@@ -1,8 +1,9 @@
-"""The command line: `python -m minisd {train,sample,eval,demo,bench,edit,finetune} --help`.
+"""The command line: `python -m minisd {train,sample,eval,demo,bench,reflow,edit,finetune} --help`.
 
 Hand-written (not exported from a notebook). This file holds the arguments (their types and `build_parser`)
 and `main`; the commands themselves live in `minisd.cli_train` (train, sample, eval, demo, bench: chapters
-08a to 11d) and `minisd.cli_edit` (edit, finetune: chapters 12a to 13b).
+08a to 10c), `minisd.cli_flow` (SD3 folders and reflow: chapters 11d and 11e) and `minisd.cli_edit` (edit, finetune:
+chapters 12a to 13b).
 Bad arguments and unreadable checkpoints end with one line on stderr and exit status 2; set MINISD_DEBUG=1 to see
 the full traceback instead.
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from minisd.cli_edit import edit_command, finetune_command
+from minisd.cli_flow import reflow_command
 from minisd.cli_train import DATASETS, bench_command, demo_command, eval_command, sample_command, train_command
 
 SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "euler", "euler_a", "heun", "edm_euler")
@@ -101,7 +103,8 @@ def _recipe_options(p):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minisd", description="Train and sample minisd, a miniature "
                                      "Stable Diffusion, on the embedded captioned shapes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,demo,bench,edit,finetune}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{train,sample,eval,demo,bench,reflow,edit,finetune}")
     profile_help = "quick, cpu or gpu (default: MINISD_PROFILE, else gpu with CUDA, else cpu)"
 
     p = sub.add_parser("train", help="train the VAE, the text encoder and the UNet (or one stage)",
@@ -182,6 +185,25 @@ def build_parser():
     p.add_argument("--name", help="the row's name on the leaderboard (default: the checkpoint)")
     p.add_argument("--leaderboard", type=Path, help="also append the row to this markdown table")
 
+    p = sub.add_parser("reflow", help="straighten an SD3 folder's paths for 1-4 step sampling (chapter 11e)",
+                       description="One round of reflow: the teacher's sampler carries --pairs noises to latents for "
+                                   "the first captions of the profile's training split, and a copy of its transformer "
+                                   "learns the straight line of each pair; the student is written as a new SD3 folder. "
+                                   "The defaults are chapter 11e's cpu run.")
+    p.add_argument("teacher", type=Path, help="SD3 pipeline folder (from `train --model mmdit`)")
+    p.add_argument("--out", type=Path, default=Path("outputs/reflow"), help="folder to write (default: %(default)s)")
+    p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the captions (default: the teacher's)")
+    p.add_argument("--pairs", type=_positive_int, default=4000, help="noise-latent pairs (default: %(default)s)")
+    p.add_argument("--teacher-steps", type=_positive_int, default=20,
+                   help="the teacher's Euler steps per pair (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=4.0,
+                   help="the teacher's guidance scale; the student learns guided paths (default: %(default)s)")
+    p.add_argument("--steps", type=_positive_int, default=600, help="reflow optimiser steps (default: %(default)s)")
+    p.add_argument("--lr", type=_non_negative, default=2e-4, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per step (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the student's draws; the pairs' noise uses seed + 1, as chapter 11e (default: %(default)s)")
+
     p = sub.add_parser("edit", help="edit an image: image to image (SDEdit) or inpainting (chapter 12a)",
                        description="Edit one image with a trained pipeline: img2img noises it to --strength and "
                                    "denoises towards --prompt; inpaint repaints only where --mask is white.")
@@ -228,11 +250,11 @@ def build_parser():
 
 
 COMMANDS = {"train": train_command, "sample": sample_command, "eval": eval_command, "demo": demo_command,
-            "bench": bench_command, "edit": edit_command, "finetune": finetune_command}
+            "bench": bench_command, "reflow": reflow_command, "edit": edit_command, "finetune": finetune_command}
 
 
 def run(args):
-    "Run the parsed command: each lives in `minisd.cli_train` or `minisd.cli_edit`."
+    "Run the parsed command: each lives in `minisd.cli_train`, `minisd.cli_flow` or `minisd.cli_edit`."
     COMMANDS[args.command](args)
 
 

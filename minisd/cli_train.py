@@ -1,11 +1,10 @@
-"""The command line's train, sample, eval, demo and bench commands (chapters 08a to 11d), for `minisd.__main__`.
+"""The command line's train, sample, eval, demo and bench commands (chapters 08a to 10c), for `minisd.__main__`.
 
 Hand-written (not exported from a notebook); a command's errors are exceptions with a one-line message.
 """
 # Keep the docstring to three lines: a longer one makes nbdev-export list this module in __init__.py's docstring.
 
 import json
-import os
 from pathlib import Path
 
 
@@ -94,7 +93,9 @@ def train_command(args):
     from minisd import train, training_utils
 
     if args.model == "mmdit":
-        return _train_mmdit(args)
+        from minisd.cli_flow import train_mmdit_command
+
+        return train_mmdit_command(args, DATASETS.get(args.dataset, _own_data))
     recipe_overrides(args, train.config_for(args.profile))  # bad flags fail before any work
     if args.init_from:
         _check_pipeline_folder(args.init_from)
@@ -123,41 +124,16 @@ def train_command(args):
             torch.distributed.destroy_process_group()
 
 
-def _train_mmdit(args):
-    "`train --model mmdit`: chapter 11d's VAE, mini CLIP and MMDiT into a StableDiffusion3Pipeline folder, one process."
-    from minisd import flow_training
-
-    if args.stage != "all":
-        raise ValueError(f"--model mmdit trains all stages (--resume keeps finished ones); got --stage {args.stage}")
-    from minisd.recipes import RECIPE_DEFAULTS
-
-    given = [k.replace("_", "-") for k in RECIPE_DEFAULTS if getattr(args, k, None) is not None]
-    if given:
-        raise ValueError(f"--{', --'.join(given)}: the recipe flags are for --model unet (DDPM); --model mmdit "
-                         "trains rectified flow with chapter 11d's recipe")
-    if args.dataset == "scenes":
-        raise ValueError("--model mmdit has no recipe for the scenes yet; use --dataset shapes or your own data")
-    if args.init_from:
-        raise ValueError("--init-from fine-tunes a UNet pipeline (--model unet); --model mmdit trains from scratch")
-    if args.text_encoder_lr is not None:
-        raise ValueError("--text-encoder-lr applies to --model unet; --model mmdit keeps its text encoders frozen")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("--model mmdit trains in one process; run it with python, not torchrun")
-    cfg = flow_training.mmdit_config(args.profile)
-    splits, cfg = DATASETS.get(args.dataset, _own_data)(args, cfg)
-    _, report = flow_training.train_mmdit(cfg, args.out, resume=args.resume, splits=splits, stop_after=args.stop_after)
-    print(f"trained vae, text, transformer into {args.out}")
-    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
-
-
 def sample_command(args):
     "The `sample` command: a captioned PNG grid from a Stable Diffusion folder, or from an SD3 one."
     import torch
 
     from minisd.core import image_grid
 
-    if _pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
-        return _sample_sd3(args)
+    if pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
+        from minisd.cli_flow import sample_sd3
+
+        return sample_sd3(args)
     pipe = load_pipeline(args.checkpoint, _sampler(args.checkpoint, args.scheduler))
     generator = torch.Generator().manual_seed(args.seed)
     images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator,
@@ -172,6 +148,10 @@ def eval_command(args):
     from minisd.core import get_profile
     from minisd.data import load_captioned_shapes
 
+    if pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
+        from minisd.cli_flow import eval_sd3
+
+        return eval_sd3(args)
     pipe = load_pipeline(args.checkpoint)
     splits = load_captioned_shapes(get_profile(args.profile))
     report = evaluate.evaluate(pipe, splits, args.prompts, args.steps, args.guidance, args.seed,
@@ -191,31 +171,6 @@ def demo_command(args):
           f"held-out {ev['heldout']['all']:.1%}; see {args.out}/")
 
 
-def _sample_sd3(args):
-    "`sample` on a StableDiffusion3Pipeline folder: rectified flow's Euler sampler, the folder's T5 length."
-    import torch
-
-    from minisd.core import image_grid
-    from minisd.flow_training import trained_max_sequence_length
-    from minisd.sd3_pipeline import StableDiffusion3Pipeline
-
-    if args.scheduler not in ("ddim", "euler"):  # ddim is the default: it stands for the folder's own sampler
-        raise ValueError(f"an SD3 folder samples with its FlowMatchEulerDiscreteScheduler; --scheduler "
-                         f"{args.scheduler} does not apply")
-    if args.guidance_rescale:
-        raise ValueError("--guidance-rescale is not supported for SD3 folders")
-    try:
-        pipe = StableDiffusion3Pipeline.from_pretrained(args.checkpoint)
-    except Exception as e:
-        raise ValueError(f"checkpoint {args.checkpoint} could not be read ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    images = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                  generator=torch.Generator().manual_seed(args.seed), height=args.height, width=args.width,
-                  max_sequence_length=trained_max_sequence_length(args.checkpoint))
-    image_grid(images, captions=args.prompt, path=args.out, show=False)
-    print(f"wrote {len(args.prompt)} image(s) to {args.out}")
-
-
 def _model_index(folder):
     "A folder's model_index.json as a dict, or {} when it cannot be read."
     try:
@@ -225,7 +180,7 @@ def _model_index(folder):
     return index if isinstance(index, dict) else {}
 
 
-def _pipeline_class(folder):
+def pipeline_class(folder):
     "The `_class_name` in a folder's model_index.json, or None when it cannot be read."
     return _model_index(folder).get("_class_name")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HAND_WRITTEN = {"__init__.py", "__main__.py", "cli_train.py", "cli_edit.py"}
+HAND_WRITTEN = {"__init__.py", "__main__.py", "cli_train.py", "cli_flow.py", "cli_edit.py"}
 EXPORT = [sys.executable, "-c", "from nbdev.doclinks import nbdev_export; nbdev_export()"]
 
 

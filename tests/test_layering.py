@@ -38,7 +38,7 @@ LAYERS = [
     {"concept"},
     {"personalise"},
     {"dreambooth"},
-    {"cli_train", "cli_edit"},
+    {"cli_train", "cli_flow", "cli_edit"},
     {"__main__", "__init__"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -9,6 +9,7 @@ import torch
 import minisd.reflow as R
 from minisd.flow import FlowMatchEulerDiscreteScheduler
 from minisd.flow_training import flow_matching_inputs, mmdit_config, sample_training_times
+from minisd.reader import adherence
 from test_sd3_pipeline import PROMPTS, minisd_pipeline
 
 CAPTIONS = [*PROMPTS, "a white square in the center", "a large red circle in the top left"]
@@ -85,3 +86,71 @@ def test_flow_checkpoint_uses_a_finished_folder_and_trains_a_missing_one(tmp_pat
     (folder / "model_index.json").write_text("{}")
     (folder / "train_report.json").write_text(json.dumps({"profile": "quick"}))
     assert R.flow_checkpoint(tmp_path, "quick") == folder and len(calls) == 1
+
+
+def _teacher_folder(tmp_path):
+    "Chapter 11c's tiny random SD3 pipeline saved as a trained folder: (folder, pipe)."
+    pipe, folder = minisd_pipeline(), tmp_path / "teacher"
+    pipe.save_pretrained(folder)
+    (folder / "train_report.json").write_text(json.dumps({"profile": "quick", "config": {"max_sequence_length": 0},
+                                                          "transformer_steps": 7}))
+    return folder, pipe
+
+
+def test_cli_reflow_is_train_reflow_on_the_teachers_pairs_and_eval_reads_the_student(tmp_path, monkeypatch, capsys):
+    import minisd.data
+    from minisd import __main__ as cli
+    from minisd.sd3_pipeline import StableDiffusion3Pipeline
+
+    splits = minisd.data.make_captioned_shapes(32, n_train=8, n_test=4, n_heldout=4, seed=0)
+    monkeypatch.setattr(minisd.data, "load_captioned_shapes", lambda profile=None, seed=0: splits)
+    teacher_folder, teacher = _teacher_folder(tmp_path)
+    student_folder = tmp_path / "student"
+    argv = ["reflow", str(teacher_folder), "--out", str(student_folder), "--pairs", "5", "--teacher-steps", "2",
+            "--guidance", "3", "--steps", "3", "--lr", "1e-2", "--batch-size", "2", "--seed", "4"]
+    assert cli.main(argv) == 0
+    # the same run by hand, as chapter 11e calls it: pairs from seed + 1, the student's draws from seed
+    captions = splits["train"]["caption"][:5]
+    noise, latents = R.reflow_pairs(teacher, captions, 2, 3.0, 0, seed=5, progress=False)
+    expected, losses = R.train_reflow(mmdit_config("quick"), teacher, captions, noise, latents, steps=3, lr=1e-2,
+                                      batch_size=2, warmup=0, seed=4, progress=False)
+    student = StableDiffusion3Pipeline.from_pretrained(student_folder)
+    saved = student.transformer.state_dict()
+    for k, v in expected.transformer.state_dict().items():
+        torch.testing.assert_close(saved[k], v, atol=1e-6, rtol=0)
+    assert not torch.equal(saved["proj_out.weight"], teacher.transformer.state_dict()["proj_out.weight"])
+    report = json.loads((student_folder / "train_report.json").read_text())
+    assert report["profile"] == "quick" and report["transformer_steps"] == 7  # the teacher's report, kept
+    assert report["reflow"]["pairs"] == 5 and report["reflow"]["first_loss"] == pytest.approx(losses[0], rel=1e-5)
+    assert len(json.loads((student_folder / "reflow_losses.json").read_text())) == 3
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(student_folder), "--profile", "quick", "--prompts", "3", "--steps", "2",
+            "--report", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == 2 and result["test"]["n"] == result["heldout"]["n"] == 3
+    prompts = splits["test"]["caption"][:3]  # eval's images are the pipeline's, from one generator seeded once
+    images = student(prompts, 2, 4.0, max_sequence_length=0, generator=torch.Generator().manual_seed(0),
+                     progress=False)
+    assert result["test"] == json.loads(json.dumps(adherence(images, prompts)))
+
+
+def test_cli_reflow_and_sd3_eval_refuse_bad_arguments(tmp_path, monkeypatch, capsys):
+    import minisd.data
+    from minisd import __main__ as cli
+
+    splits = minisd.data.make_captioned_shapes(32, n_train=8, n_test=4, n_heldout=4, seed=0)
+    monkeypatch.setattr(minisd.data, "load_captioned_shapes", lambda profile=None, seed=0: splits)
+    teacher_folder, _ = _teacher_folder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    cases = [(["reflow", str(teacher_folder), "--out", str(teacher_folder)], "another folder"),
+             (["reflow", str(tmp_path / "empty"), "--out", str(tmp_path / "s")], "not an SD3 folder"),
+             (["reflow", str(teacher_folder), "--out", str(tmp_path / "s"), "--pairs", "9"], "training split has 8"),
+             (["eval", "--checkpoint", str(teacher_folder), "--scheduler", "dpm++"], "--scheduler dpm++")]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "s" / "model_index.json").exists()
