@@ -24,7 +24,7 @@ RECIPE_DEFAULTS = dict(prediction_type="epsilon", zero_terminal_snr=False, min_s
                        timestep_sampling="uniform", logit_mean=0.0, logit_std=1.0, mode_scale=1.29, offset_noise=0.0,
                        edm_sigma_data=0.0, edm_p_mean=-1.2, edm_p_std=1.2)
 # The two fields in which the cpu profile's `config_for` leaves SD's recipe: chapter 14's measured choice for
-# 1,000 steps on 2 cores. Chapters 10c and 11d, which were measured before it, and chapter 14's baseline keep SD's.
+# 1,000 steps on 2 cores. Chapter 11d, measured before it, and chapter 14's baseline keep SD's.
 SD_RECIPE = dict(unet_lr=1e-3, min_snr_gamma=0.0)
 CPU_RECIPE = dict(unet_lr=2e-3, min_snr_gamma=5.0)
 

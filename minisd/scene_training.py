@@ -9,7 +9,6 @@ __all__ = ['scenes_config', 'attention_share']
 from dataclasses import replace
 
 from .core import get_profile
-from .recipes import SD_RECIPE
 from .scenes import SCENE_SIZE
 from .train import config_for
 from .training_utils import fine_tune_config
@@ -21,9 +20,9 @@ def scenes_config(profile=None, init_from=None, **overrides):
     With `init_from`, a folder of chapter 08's trained pipeline, the recipe this chapter runs: fine-tuning
     (`fine_tune_config`). The autoencoder, all of it, trains on 32x32 crops of scenes (`vae_crop`) at a quarter
     of chapter 08's learning rate and keeps its scaling factor; the UNet, chapter 08's architecture now run on
-    16x16 latents, trains on at half chapter 08's batch and half SD's rate (`SD_RECIPE`); the text encoder trains
-    beside it at a tenth of the UNet's rate (`text_encoder_lr`), since the scene words were never in chapter 08's
-    captions.
+    16x16 latents, trains on with chapter 08's recipe (the profile's: at cpu chapter 14's min-SNR 5 and peak rate
+    2e-3) at half its batch and half its rate; the text encoder trains beside it at a tenth of the UNet's rate
+    (`text_encoder_lr`), since the scene words were never in chapter 08's captions.
 
     With no `init_from`, everything from scratch: the same autoencoder architecture on 32x32 crops, its
     latents standardised per channel inside its 1x1 convolutions (`standardise_latents`); the mini CLIP
@@ -31,7 +30,7 @@ def scenes_config(profile=None, init_from=None, **overrides):
     latent pixels) with channels growing as the side halves. Any field can be overridden, as in `config_for`.
     """
     p = get_profile(profile)
-    base = config_for(p, **SD_RECIPE)  # the recipe this chapter was measured with (chapter 14's came later)
+    base = config_for(p)  # the profile's recipe, as chapter 08's model was trained
     vae = {**base.vae, "sample_size": SCENE_SIZE}
     if init_from is not None:
         cfg = replace(base, vae=vae, unet={**base.unet, "sample_size": SCENE_SIZE // 4}, vae_crop=32,

@@ -150,10 +150,10 @@ def test_the_cpu_profile_trains_with_chapter_14s_pair_and_the_others_with_sds():
         changed = {k for k, v in T.asdict(cfg).items() if v != T.asdict(sd)[k]}  # those two fields, nothing else
         assert changed == ({"unet_lr", "min_snr_gamma"} if profile == "cpu" else set()), profile
     assert R.CPU_RECIPE == dict(unet_lr=2e-3, min_snr_gamma=5.0)  # chapter 14's measured pair
-    # chapters measured before chapter 14 keep SD's recipe at every profile; the flow loss has no min-SNR
-    for cfg in (scene_training.scenes_config("cpu"), flow_training.mmdit_config("cpu")):
-        assert cfg.min_snr_gamma == 0
-    assert scene_training.scenes_config("cpu").unet_lr == R.SD_RECIPE["unet_lr"]
+    # chapter 11d, measured before chapter 14, keeps SD's rate, and the flow loss has no min-SNR; chapter 10c
+    # fine-tunes with the profile's recipe
+    assert flow_training.mmdit_config("cpu").min_snr_gamma == 0
+    assert {k: getattr(scene_training.scenes_config("cpu"), k) for k in R.CPU_RECIPE} == R.CPU_RECIPE
 
 
 def test_recipe_scheduler_config():

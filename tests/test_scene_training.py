@@ -18,7 +18,7 @@ SMALL = {"train": 64, "test": 36, "test_heldout_pairs": 8, "test_heldout_combos"
 
 def test_scenes_config_changes_what_the_scenes_need_and_keeps_the_rest():
     for profile in ("quick", "cpu", "gpu"):
-        cfg, base = scene_training.scenes_config(profile), config_for(profile, **SD_RECIPE)  # measured before 14
+        cfg, base = scene_training.scenes_config(profile), config_for(profile)  # the profile's recipe
         assert cfg.vae["sample_size"] == scenes.SCENE_SIZE and cfg.vae_crop == 32
         assert cfg.unet["sample_size"] == scenes.SCENE_SIZE // 4 and len(cfg.unet["block_out_channels"]) == 3
         assert cfg.unet["down_block_types"] == ["CrossAttnDownBlock2D"] * 3
@@ -58,10 +58,10 @@ def test_the_fine_tuning_recipe_starts_from_chapter_08s_parts(chapter08, tmp_pat
     assert cfg.unet["block_out_channels"] == base.unet["block_out_channels"]  # chapter 08's UNet, not a new one
     assert cfg.unet["sample_size"] == scenes.SCENE_SIZE // 4 and cfg.vae["sample_size"] == scenes.SCENE_SIZE
     full = scene_training.scenes_config("cpu", init_from=chapter08)
-    cpu = config_for("cpu")  # the chapter was measured with SD's rate and loss, not chapter 14's cpu pair
-    assert (full.vae_lr, full.unet_lr) == (cpu.vae_lr / 4, SD_RECIPE["unet_lr"] / 2)
+    cpu = config_for("cpu")  # chapter 08's recipe at cpu (chapter 14's pair), at half its rate and batch
+    assert (full.vae_lr, full.unet_lr) == (cpu.vae_lr / 4, cpu.unet_lr / 2) and cpu.unet_lr != SD_RECIPE["unet_lr"]
     assert full.unet_batch == cpu.unet_batch // 2
-    assert full.min_snr_gamma == scene_training.scenes_config("cpu").min_snr_gamma == 0
+    assert full.min_snr_gamma == scene_training.scenes_config("cpu").min_snr_gamma == cpu.min_snr_gamma == 5
     assert full.text_encoder_lr == full.unet_lr / 10 and scene_training.scenes_config("cpu").text_encoder_lr == 0
     pipe, report = train(cfg, tmp_path / "run", splits=scenes.make_scenes(SMALL, seed=0), device="cpu",
                          progress=False)
