@@ -62,11 +62,13 @@ def _profile(text):
     return text
 
 
-def _sampling_options(p):
-    "The options that sample, eval and bench share: --steps, --guidance and --scheduler."
+def _sampling_options(p, reflow_aware=False):
+    """The options that sample, eval and bench share: --steps, --guidance and --scheduler. With `reflow_aware`,
+    --guidance left out is None, for `cli_flow.default_guidance` to choose by the folder (1 for a reflowed one)."""
     p.add_argument("--steps", type=_positive_int, default=20, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=_non_negative, default=4.0,
-                   help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--guidance", type=_non_negative, default=None if reflow_aware else 4.0,
+                   help="classifier-free guidance scale (default: 4.0" + (
+                       "; 1.0 for a student of `reflow`, whose paths are already guided)" if reflow_aware else ")"))
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
                    help="sampler (default: %(default)s, or edm_euler for a folder trained with --edm-sigma-data)")
 
@@ -143,7 +145,7 @@ def build_parser():
     p.add_argument("--checkpoint", type=Path, default=Path("outputs/checkpoint"),
                    help="pipeline folder (default: %(default)s)")
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    _sampling_options(p)
+    _sampling_options(p, reflow_aware=True)
     p.add_argument("--guidance-rescale", type=_fraction, default=0.0,
                    help="guidance rescale phi in [0, 1] (Lin et al. 2023; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -161,7 +163,7 @@ def build_parser():
                    help="JSON report to write (default: %(default)s)")
     p.add_argument("--profile", type=_profile, help=profile_help + "; chooses the test data")
     p.add_argument("--prompts", type=_positive_int, default=96, help="prompts per split (default: %(default)s)")
-    _sampling_options(p)
+    _sampling_options(p, reflow_aware=True)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
     p = sub.add_parser("demo", help="the main job: train all stages, then sample, evaluate and sweep",

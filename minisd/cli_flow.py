@@ -9,6 +9,18 @@ import os
 import time
 
 SD3 = "StableDiffusion3Pipeline"
+GUIDANCE, STUDENT_GUIDANCE = 4.0, 1.0  # sample's and eval's default scale; a reflowed student's (chapter 11e)
+
+
+def default_guidance(args):
+    """`--guidance` left out (None): 1 for a student of `reflow`, whose train_report.json has a `reflow` entry, else
+    4. The student learned the teacher's *guided* paths, so guiding it again overshoots; chapter 11e samples it at 1.
+    Sets and returns args.guidance."""
+    if args.guidance is None:
+        report = os.path.join(args.checkpoint, "train_report.json")
+        reflowed = os.path.isfile(report) and "reflow" in json.loads(open(report).read())
+        args.guidance = STUDENT_GUIDANCE if reflowed else GUIDANCE
+    return args.guidance
 
 
 def train_mmdit_command(args, load_data):

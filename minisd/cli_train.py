@@ -128,8 +128,10 @@ def sample_command(args):
     "The `sample` command: a captioned PNG grid from a Stable Diffusion folder, or from an SD3 one."
     import torch
 
+    from minisd.cli_flow import default_guidance
     from minisd.core import image_grid
 
+    default_guidance(args)
     if pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
         from minisd.cli_flow import sample_sd3
 
@@ -145,9 +147,11 @@ def sample_command(args):
 def eval_command(args):
     "The `eval` command: prompt adherence on the test and held-out prompts, written as a JSON report."
     from minisd import evaluate
+    from minisd.cli_flow import default_guidance
     from minisd.core import get_profile
     from minisd.data import load_captioned_shapes
 
+    default_guidance(args)
     if pipeline_class(args.checkpoint) == "StableDiffusion3Pipeline":
         from minisd.cli_flow import eval_sd3
 

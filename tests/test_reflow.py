@@ -129,11 +129,14 @@ def test_cli_reflow_is_train_reflow_on_the_teachers_pairs_and_eval_reads_the_stu
             "--report", str(out)]
     assert cli.main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["steps"] == 2 and result["test"]["n"] == result["heldout"]["n"] == 3
+    # --guidance left out: 1 for the student (it learned guided paths; guiding it again overshoots), 4 otherwise
+    assert result["steps"] == 2 and result["guidance"] == 1.0 and result["test"]["n"] == result["heldout"]["n"] == 3
     prompts = splits["test"]["caption"][:3]  # eval's images are the pipeline's, from one generator seeded once
-    images = student(prompts, 2, 4.0, max_sequence_length=0, generator=torch.Generator().manual_seed(0),
+    images = student(prompts, 2, 1.0, max_sequence_length=0, generator=torch.Generator().manual_seed(0),
                      progress=False)
     assert result["test"] == json.loads(json.dumps(adherence(images, prompts)))
+    assert cli.main([*argv[:2], str(teacher_folder), *argv[3:]]) == 0 and json.loads(out.read_text())["guidance"] == 4.0
+    assert cli.main([*argv, "--guidance", "2"]) == 0 and json.loads(out.read_text())["guidance"] == 2.0
 
 
 def test_cli_reflow_and_sd3_eval_refuse_bad_arguments(tmp_path, monkeypatch, capsys):
