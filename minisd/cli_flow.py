@@ -12,14 +12,21 @@ SD3 = "StableDiffusion3Pipeline"
 GUIDANCE, STUDENT_GUIDANCE = 4.0, 1.0  # sample's and eval's default scale; a reflowed student's (chapter 11e)
 
 
+def _train_report(folder):
+    "The train_report.json that `train` or `reflow` wrote into `folder`, as a dict; {} when there is none."
+    path = os.path.join(folder, "train_report.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def default_guidance(args):
     """`--guidance` left out (None): 1 for a student of `reflow`, whose train_report.json has a `reflow` entry, else
     4. The student learned the teacher's *guided* paths, so guiding it again overshoots; chapter 11e samples it at 1.
     Sets and returns args.guidance."""
     if args.guidance is None:
-        report = os.path.join(args.checkpoint, "train_report.json")
-        reflowed = os.path.isfile(report) and "reflow" in json.loads(open(report).read())
-        args.guidance = STUDENT_GUIDANCE if reflowed else GUIDANCE
+        args.guidance = STUDENT_GUIDANCE if "reflow" in _train_report(args.checkpoint) else GUIDANCE
     return args.guidance
 
 
@@ -134,8 +141,7 @@ def reflow_command(args):
     if args.out.resolve() == args.teacher.resolve():
         raise ValueError(f"--out is the teacher's folder {args.teacher}: write the student into another folder")
     teacher = load_sd3(args.teacher, "teacher")
-    report_path = args.teacher / "train_report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report = _train_report(args.teacher)
     profile = get_profile(args.profile or report.get("profile"))
     msl = trained_max_sequence_length(args.teacher)
     cfg = replace(mmdit_config(profile), max_sequence_length=msl)  # chapter 11d's clipping and EMA
